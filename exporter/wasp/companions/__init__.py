@@ -1,0 +1,1 @@
+"""companions of wasp."""
