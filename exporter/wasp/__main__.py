@@ -1,0 +1,7 @@
+"""python -m wasp."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

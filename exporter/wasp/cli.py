@@ -1,0 +1,214 @@
+"""The `wasp` command: parses arguments and hands over to one of the subsystems."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import __version__
+from .yamlnodes import ConfigError
+
+__all__ = ["main"]
+
+log = logging.getLogger("wasp")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: subcommands implemented in other modules: name -> (module, help)
+DELEGATED: dict[str, tuple[str, str]] = {
+    "demo": ("wasp.demo", "run the demo: local PostgreSQL, synthetic salon data, the exporter"),
+    "datagen": ("wasp.datagen.cli", "create the application schema and load synthetic data"),
+    "backup": ("wasp.companions.backup", "pgBackRest backups, WAL archiving and restore drills"),
+    "replica": ("wasp.companions.replica", "streaming replicas: setup, status, promote, rejoin"),
+    "rules": ("wasp.rules", "generate Prometheus alert and recording rules"),
+    "dashboards": ("wasp.dashboards", "generate Grafana dashboards"),
+}
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": round(record.created, 3), "level": record.levelname.lower(),
+               "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(level: str = "info", fmt: str = "text") -> None:
+    """Log lines to stderr: time, level, logger, message."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"))
+        logging.Formatter.converter = time.gmtime
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    p = argparse.ArgumentParser(
+        prog="wasp",
+        description="wasp: monitoring for a multi-tenant WhatsApp booking service on PostgreSQL.",
+        epilog="Exit codes: 0 ok, 1 the operation failed, 2 bad usage or configuration.",
+    )
+    p.add_argument("--version", action="version", version=f"wasp {__version__}")
+    p.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"),
+                   help="log verbosity (default: the config's server.log_level, else info)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    ex = sub.add_parser("exporter", help="run the Prometheus exporter",
+                        description="Run every configured query in the background and serve "
+                        "/metrics, /healthz and /readyz. SIGTERM or SIGINT stops it cleanly.")
+    ex.add_argument("--config", "-c", required=True, metavar="FILE", help="wasp YAML configuration")
+    ex.add_argument("--listen", metavar="ADDR:PORT", help="override server.listen (e.g. 127.0.0.1:9645)")
+    ex.add_argument("--once", action="store_true",
+                    help="run every query once, print the exposition to stdout and exit "
+                    "(exit 1 when any query failed)")
+    ex.set_defaults(func=cmd_exporter)
+
+    cc = sub.add_parser("check-config", help="validate a configuration without starting",
+                        description="Parse and validate FILE (and the built-in packs it uses). "
+                        "Exit 0 when valid, 2 with file:line: key: message otherwise.")
+    cc.add_argument("file", metavar="FILE")
+    cc.add_argument("--list", action="store_true", help="list targets, queries and metrics")
+    cc.set_defaults(func=cmd_check_config)
+
+    for name, (module, help_) in DELEGATED.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and (e.name == module or module.startswith(e.name + ".")):
+                continue  # not part of this build
+            raise
+        sp = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip())
+        if name in ("backup", "replica"):
+            sp.add_argument("--config", "-c", metavar="FILE", default=None,
+                            help="wasp YAML configuration (its backup:/replica: section)")
+        mod.add_arguments(sp)
+        sp.set_defaults(func=mod.main)
+    return p
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a configuration file."""
+    from .config import load_config
+
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    n_enabled = sum(1 for q in cfg.queries if q.enabled)
+    print(f"{args.file}: ok ({len(cfg.targets)} targets, {n_enabled} queries enabled)")
+    if args.list:
+        for t in cfg.targets:
+            print(f"target {t.name} ({t.type}): packs {', '.join(t.packs) or '-'}")
+            for q in cfg.queries_for(t):
+                metrics = ", ".join(sorted({v.metric for v in q.values}))
+                print(f"  {q.name} every {q.interval:g}s ({q.pack or 'user'}): {metrics}")
+    return EXIT_OK
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    """Run the exporter until SIGTERM/SIGINT."""
+    from .config import load_config
+
+    try:
+        cfg = load_config(args.config)
+        if args.listen:
+            from dataclasses import replace
+
+            from .config import parse_listen
+            from .yamlnodes import Node
+
+            host, port = parse_listen(Node(args.listen, "--listen", "listen"))
+            cfg = replace(cfg, server=replace(cfg.server, host=host, port=port))
+        for t in cfg.targets:
+            t.dsn()  # fail now on a missing DSN
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(args.log_level or cfg.server.log_level, cfg.server.log_format)
+    if args.once:
+        return asyncio.run(_once(cfg))
+    return asyncio.run(_serve(cfg))
+
+
+async def _once(cfg: Any) -> int:
+    from .engine import Engine
+
+    engine = Engine(cfg)
+    try:
+        rendered = await engine.run_once()
+    finally:
+        await engine.stop()
+    sys.stdout.write(rendered.text.decode())
+    failed = [s for s in engine.states.values() if s.runs and not s.last_ok]
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _serve(cfg: Any) -> int:
+    from aiohttp import web
+
+    from .engine import Engine
+    from .web import make_app
+
+    engine = Engine(cfg)
+    app = make_app(engine)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as e:
+        log.error("cannot listen on %s:%d: %s", cfg.server.host, cfg.server.port, e.strerror or e)
+        await runner.cleanup()
+        return EXIT_FAILED
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await engine.start()
+    log.info("listening on http://%s:%d/metrics", cfg.server.host, cfg.server.port)
+    await stop.wait()
+    log.info("shutting down")
+    await engine.stop()
+    await runner.cleanup()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    if args.command not in ("exporter",):
+        setup_logging(args.log_level or "info")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return int(func(args))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Database access for one target: a small pool, read-only UTC sessions, timeouts.
+
+Nothing here knows about Prometheus. Every session is opened with
+``application_name=wasp``, ``TimeZone=UTC`` and
+``default_transaction_read_only=on``; each statement runs with the caller's
+``statement_timeout`` and ``lock_timeout``, through the extended protocol (one
+statement per call: a configured query cannot smuggle a second one in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pgerrors
+
+__all__ = ["DBError", "Result", "ServerInfo", "TargetDB"]
+
+log = logging.getLogger(__name__)
+
+Reason = Literal["timeout", "sql", "connection", "permission"]
+
+
+class DBError(Exception):
+    """A statement failed; `reason` says how (timeout, sql, connection, permission)."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """Column names and rows of one statement."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What the exporter needs to know about a server to choose its queries."""
+
+    version_num: int
+    in_recovery: bool
+    is_superuser: bool
+    database: str
+    user: str
+
+
+class TargetDB:
+    """One target's connection pool and statement runner."""
+
+    def __init__(
+        self,
+        name: str,
+        dsn: str,
+        *,
+        pool_max: int = 2,
+        connect_timeout: float = 5.0,
+        application_name: str = "wasp",
+        read_only: bool = True,
+        lock_timeout: float | None = None,
+    ) -> None:
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self.lock_timeout = lock_timeout
+        opts = "-c TimeZone=UTC"
+        if read_only:
+            opts += " -c default_transaction_read_only=on"
+        self._kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "application_name": application_name,
+            "options": opts,
+            "connect_timeout": max(1, round(connect_timeout)),
+        }
+        self._pool = psycopg_pool.AsyncConnectionPool(
+            dsn,
+            min_size=0,
+            max_size=pool_max,
+            kwargs=self._kwargs,
+            open=False,
+            name=f"wasp-{name}",
+            timeout=connect_timeout,
+            max_idle=300,
+            reconnect_timeout=0,  # the engine decides when to try again
+        )
+        # statement_timeout currently set on each pooled connection (ms)
+        self._timeouts: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._busy: set[psycopg.AsyncConnection[Any]] = set()
+        self._opened = False
+        self.info: ServerInfo | None = None
+        self.info_at = 0.0
+
+    async def open(self) -> None:
+        """Open the pool without waiting for the server (a target may be down at start)."""
+        if not self._opened:
+            await self._pool.open(wait=False)
+            self._opened = True
+
+    async def close(self) -> None:
+        """Cancel running statements on the server, then close every connection."""
+        await self.cancel_running()
+        if self._opened:
+            await self._pool.close(timeout=5.0)
+            self._opened = False
+
+    async def cancel_running(self) -> None:
+        """Ask the server to cancel what our sessions run right now."""
+        for conn in list(self._busy):
+            with contextlib.suppress(Exception):
+                await conn.cancel_safe(timeout=2.0)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        try:
+            async with self._pool.connection(timeout=self.connect_timeout) as conn:
+                self._busy.add(conn)
+                try:
+                    yield conn
+                finally:
+                    self._busy.discard(conn)
+        except psycopg_pool.PoolTimeout as e:
+            raise DBError("connection", f"no connection to target {self.name!r} "
+                          f"within {self.connect_timeout:g}s") from e
+
+    async def fetch(self, sql: str, *, timeout: float, params: Sequence[Any] | None = None) -> Result:
+        """Run one statement with `timeout` seconds of statement_timeout; return its rows."""
+        for attempt in (1, 2):
+            try:
+                async with self._connection() as conn:
+                    return await self._run(conn, sql, timeout, params)
+            except DBError as e:
+                # a pooled connection that died with its server: retry once on a fresh one
+                if e.reason == "connection" and attempt == 1 and self._opened:
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    async def _run(self, conn: psycopg.AsyncConnection[Any], sql: str, timeout: float,
+                   params: Sequence[Any] | None) -> Result:
+        ms = max(1, int(timeout * 1000))
+        try:
+            if self._timeouts.get(conn) != ms:
+                lock_ms = int((self.lock_timeout or timeout) * 1000)
+                await conn.execute(
+                    f"SET statement_timeout = {ms}; SET lock_timeout = {min(lock_ms, ms)}"
+                )
+                self._timeouts[conn] = ms
+            # binary cursor => extended protocol => exactly one statement
+            async with conn.cursor(binary=True) as cur:
+                try:
+                    async with asyncio.timeout(timeout + max(2.0, timeout * 0.5)):
+                        await cur.execute(sql, params, prepare=False)
+                        rows = await cur.fetchall() if cur.description else []
+                except TimeoutError:
+                    # the server did not answer in time: cancel there too, drop the session
+                    with contextlib.suppress(Exception):
+                        await conn.cancel_safe(timeout=2.0)
+                    await conn.close()
+                    raise DBError("timeout", f"no answer within {timeout:g}s (cancelled)") from None
+                cols = tuple(c.name for c in cur.description or ())
+            return Result(cols, rows)
+        except pgerrors.QueryCanceled as e:
+            raise DBError("timeout", f"cancelled after statement_timeout {timeout:g}s: "
+                          f"{_first_line(e)}") from None
+        except pgerrors.LockNotAvailable as e:
+            raise DBError("timeout", f"lock_timeout: {_first_line(e)}") from None
+        except pgerrors.InsufficientPrivilege as e:
+            raise DBError("permission", _first_line(e)) from None
+        except (pgerrors.ReadOnlySqlTransaction,) as e:
+            raise DBError("sql", _first_line(e)) from None
+        except psycopg.OperationalError as e:
+            if conn.closed or conn.broken:
+                raise DBError("connection", _first_line(e)) from None
+            raise DBError("sql", _first_line(e)) from None
+        except psycopg.Error as e:
+            if conn.broken:
+                raise DBError("connection", _first_line(e)) from None
+            raise DBError("sql", _first_line(e)) from None
+
+    async def server_info(self, *, timeout: float = 5.0) -> ServerInfo:
+        """Probe the server (also the target's `up`): version, recovery, superuser."""
+        r = await self.fetch(
+            "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), "
+            "coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false), "
+            "current_database(), current_user",
+            timeout=timeout,
+        )
+        v, rec, su, db, user = r.rows[0]
+        self.info = ServerInfo(int(v), bool(rec), bool(su), str(db), str(user))
+        self.info_at = time.time()
+        return self.info
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
