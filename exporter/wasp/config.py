@@ -214,9 +214,7 @@ class Config:
             if q.targets is not None:
                 if target.name in q.targets:
                     out.append(q)
-            elif q.pack is not None and q.pack in target.packs and target.type == "postgres":
-                out.append(q)
-            elif q.pack is None and target.type == "postgres":
+            elif (q.pack is not None and q.pack in target.packs and target.type == "postgres") or (q.pack is None and target.type == "postgres"):
                 out.append(q)
         return out
 

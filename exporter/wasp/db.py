@@ -178,7 +178,7 @@ class TargetDB:
             raise DBError("timeout", f"lock_timeout: {_first_line(e)}") from None
         except pgerrors.InsufficientPrivilege as e:
             raise DBError("permission", _first_line(e)) from None
-        except (pgerrors.ReadOnlySqlTransaction,) as e:
+        except pgerrors.ReadOnlySqlTransaction as e:
             raise DBError("sql", _first_line(e)) from None
         except psycopg.OperationalError as e:
             if conn.closed or conn.broken:

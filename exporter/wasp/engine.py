@@ -122,15 +122,6 @@ class Engine:
         return out
 
     def _sql_collector(self, q: QueryDef, t: TargetConfig) -> Collector:
-        if q.window is not None:
-            try:
-                from .windows import make_window_collector
-            except ImportError:
-                pass
-            else:
-                c = make_window_collector(q, t.name)
-                if c is not None:
-                    return c
         return SqlCollector(q, t.name)
 
     def add_collector(self, c: Collector) -> None:
@@ -284,10 +275,7 @@ class Engine:
     def _role_ok(self, st: QueryState, t: TargetState) -> bool:
         role = st.collector.role
         info = t.db.info if t.db else None
-        if role == "any" or info is None:
-            ok = True
-        else:
-            ok = (role == "standby") == info.in_recovery
+        ok = role == "any" or info is None or (role == "standby") == info.in_recovery
         if not ok:
             if st.disabled != "role" and st.chunks:
                 log.info("query %s paused: target is not a %s", st.collector.key, role)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
-    "METRIC_NAME_RE",
     "LABEL_NAME_RE",
+    "METRIC_NAME_RE",
     "Family",
     "MetricType",
     "Sample",

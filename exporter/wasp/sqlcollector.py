@@ -44,14 +44,12 @@ def to_float(v: Any) -> float | None:
         return None
     if isinstance(v, bool):
         return 1.0 if v else 0.0
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, decimal.Decimal):
+    if isinstance(v, (int, float, decimal.Decimal)):
         return float(v)
     if isinstance(v, dt.datetime):
         if v.tzinfo is None:
             v = v.replace(tzinfo=dt.UTC)
-        return v.timestamp()
+        return float(v.timestamp())
     if isinstance(v, dt.timedelta):
         return v.total_seconds()
     raise ValueError(f"{type(v).__name__} value {str(v)[:40]!r} is not numeric")

@@ -9,6 +9,8 @@ check raises ConfigError naming all three, for example::
 
 from __future__ import annotations
 
+import builtins
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,7 +84,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 def load_yaml(text: str, file: str) -> Any:
     """Parse YAML text; syntax errors become ConfigError with the line."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
@@ -92,7 +94,7 @@ def load_yaml(text: str, file: str) -> Any:
         raise ConfigError(file, None, "", f"invalid YAML: {e}") from None
 
 
-def load_yaml_file(path: str | Path) -> Any:
+def load_yaml_file(path: str | os.PathLike[str]) -> Any:
     """Read and parse a YAML file."""
     p = Path(path)
     try:
@@ -125,21 +127,21 @@ class Node:
 
     __slots__ = ("file", "key", "line", "value")
 
-    def __init__(self, value: Any, file: str, key: str = "", line: int | None = None) -> None:
+    def __init__(self, value: Any, file: builtins.str, key: builtins.str = "", line: builtins.int | None = None) -> None:
         self.value = value
         self.file = file
         self.key = key
         self.line = line if line is not None else getattr(value, "line", None)
 
-    def error(self, message: str) -> NoReturn:
+    def error(self, message: builtins.str) -> NoReturn:
         """Raise ConfigError at this node."""
         raise ConfigError(self.file, self.line, self.key, message)
 
-    def _child_key(self, name: str) -> str:
+    def _child_key(self, name: builtins.str) -> builtins.str:
         return f"{self.key}.{name}" if self.key else name
 
     # -- mappings -------------------------------------------------------------
-    def mapping(self, allowed: set[str] | None = None, required: set[str] | frozenset[str] = frozenset()) -> Node:
+    def mapping(self, allowed: set[builtins.str] | None = None, required: set[builtins.str] | frozenset[builtins.str] = frozenset()) -> Node:
         """Check this is a mapping with only `allowed` keys and all `required` ones."""
         if self.value is None:
             self.value = LineDict()
@@ -158,18 +160,18 @@ class Node:
                 self.error(f"missing required key {k!r}")
         return self
 
-    def child(self, name: str) -> Node:
+    def child(self, name: builtins.str) -> Node:
         """The value under key `name` (None when absent), located at its key's line."""
         lines = getattr(self.value, "key_lines", {})
         line = lines.get(name, self.line)
         value = self.value.get(name) if isinstance(self.value, dict) else None
         return Node(value, self.file, self._child_key(name), line)
 
-    def has(self, name: str) -> bool:
+    def has(self, name: builtins.str) -> builtins.bool:
         """True when the mapping has key `name`."""
         return isinstance(self.value, dict) and name in self.value
 
-    def items(self) -> Iterator[tuple[str, Node]]:
+    def items(self) -> Iterator[tuple[builtins.str, Node]]:
         """(key, child) pairs of a mapping."""
         self.mapping()
         for k in self.value:
@@ -189,18 +191,18 @@ class Node:
         ]
 
     # -- scalars --------------------------------------------------------------
-    def is_missing(self) -> bool:
+    def is_missing(self) -> builtins.bool:
         """True when the key is absent or null."""
         return self.value is None
 
-    def str(self, default: str | None = None, *, pattern: re.Pattern[str] | None = None,
-            choices: tuple[str, ...] | None = None, what: str = "") -> str:
+    def str(self, default: builtins.str | None = None, *, pattern: re.Pattern[builtins.str] | None = None,
+            choices: tuple[builtins.str, ...] | None = None, what: builtins.str = "") -> builtins.str:
         """A non-empty string (or `default` when absent)."""
         if self.value is None:
             if default is None:
                 self.error("is required")
             return default
-        if not isinstance(self.value, str) or not self.value.strip():
+        if not isinstance(self.value, builtins.str) or not self.value.strip():
             self.error(f"must be a non-empty string, got {_kind(self.value)}")
         if choices is not None and self.value not in choices:
             self.error("must be " + " or ".join(choices) + f", got {self.value!r}")
@@ -208,18 +210,18 @@ class Node:
             self.error(f"{self.value!r} is not {what or 'valid'}")
         return self.value
 
-    def opt_str(self) -> str | None:
+    def opt_str(self) -> builtins.str | None:
         """A string or None when absent."""
         return None if self.value is None else self.str()
 
-    def int(self, default: int | None = None, *, minimum: int | None = None,
-            maximum: int | None = None) -> int:
+    def int(self, default: builtins.int | None = None, *, minimum: builtins.int | None = None,
+            maximum: builtins.int | None = None) -> builtins.int:
         """An integer within bounds."""
         if self.value is None:
             if default is None:
                 self.error("is required")
             return default
-        if isinstance(self.value, bool) or not isinstance(self.value, int):
+        if isinstance(self.value, builtins.bool) or not isinstance(self.value, builtins.int):
             self.error(f"must be an integer, got {_kind(self.value)}")
         if minimum is not None and self.value < minimum:
             self.error(f"must be >= {minimum}, got {self.value}")
@@ -233,19 +235,19 @@ class Node:
             if default is None:
                 self.error("is required")
             return default
-        if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
+        if isinstance(self.value, builtins.bool) or not isinstance(self.value, (builtins.int, float)):
             self.error(f"must be a number, got {_kind(self.value)}")
         if minimum is not None and self.value < minimum:
             self.error(f"must be >= {minimum}, got {self.value}")
         return float(self.value)
 
-    def bool(self, default: bool | None = None) -> bool:
+    def bool(self, default: builtins.bool | None = None) -> builtins.bool:
         """true or false."""
         if self.value is None:
             if default is None:
                 self.error("is required")
             return default
-        if not isinstance(self.value, bool):
+        if not isinstance(self.value, builtins.bool):
             self.error(f"must be true or false, got {_kind(self.value)}")
         return self.value
 
@@ -255,11 +257,11 @@ class Node:
             if default is None:
                 self.error("is required")
             return default
-        if isinstance(self.value, bool):
+        if isinstance(self.value, builtins.bool):
             self.error("must be a duration such as 30s, 5m or 1h")
-        if isinstance(self.value, (int, float)):
+        if isinstance(self.value, (builtins.int, float)):
             seconds: float | None = float(self.value)
-        elif isinstance(self.value, str):
+        elif isinstance(self.value, builtins.str):
             seconds = parse_duration(self.value)
         else:
             seconds = None
@@ -269,19 +271,19 @@ class Node:
             self.error(f"must be at least {minimum:g}s, got {seconds:g}s")
         return seconds
 
-    def str_list(self, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    def str_list(self, default: tuple[builtins.str, ...] = ()) -> tuple[builtins.str, ...]:
         """A list of strings."""
         if self.value is None:
             return default
         return tuple(item.str() for item in self.sequence())
 
-    def str_map(self) -> dict[str, str]:
+    def str_map(self) -> dict[builtins.str, builtins.str]:
         """A mapping of strings to scalars rendered as strings."""
-        out: dict[str, str] = {}
+        out: dict[builtins.str, builtins.str] = {}
         for k, v in self.items():
             if isinstance(v.value, (dict, list)) or v.value is None:
                 v.error("must be a scalar")
-            out[k] = str(v.value).lower() if isinstance(v.value, bool) else str(v.value)
+            out[k] = str(v.value).lower() if isinstance(v.value, builtins.bool) else str(v.value)
         return out
 
 

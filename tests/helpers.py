@@ -1,0 +1,52 @@
+"""Small helpers for reading expositions in tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def samples(text: str | bytes, name: str) -> list[tuple[dict[str, str], float]]:
+    """All samples named `name` (exact sample name) with their labels."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    out = []
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name:
+                out.append((dict(s.labels), float(s.value)))
+    return out
+
+
+def value(text: str | bytes, name: str, **labels: str) -> float | None:
+    """The value of the one sample of `name` whose labels include `labels`, or None."""
+    found = [v for lab, v in samples(text, name) if all(lab.get(k) == x for k, x in labels.items())]
+    if len(found) > 1:
+        raise AssertionError(f"{len(found)} samples of {name} match {labels}")
+    return found[0] if found else None
+
+
+def names(text: str | bytes) -> set[str]:
+    """Every sample name in an exposition."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def config(dsn: str, queries: dict[str, Any], *, packs: list[str] | None = None,
+           status_dir: str = "/tmp/wasp-test-status", **server: Any) -> dict[str, Any]:
+    """A config dict with one target `main`."""
+    return {
+        "server": {"status_dir": status_dir, **server},
+        "targets": {"main": {"dsn": dsn, "packs": packs or []}},
+        "queries": queries,
+    }
+
+
+def gauge_query(sql: str, metric: str, column: str = "n", labels: list[str] | None = None,
+                **extra: Any) -> dict[str, Any]:
+    """A one-value query definition."""
+    return {"sql": sql, "labels": labels or [],
+            "values": [{"column": column, "metric": metric, "type": "gauge", "help": "test"}],
+            **extra}
