@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what wasp, its demo and its tests need on a fresh Debian 12 machine:
+# PostgreSQL 15 (with contrib), pgBackRest, PgBouncer, Prometheus (promtool),
+# Alertmanager (amtool), nginx (TLS in front of the local S3 endpoint), and a
+# virtualenv in .venv with wasp installed editable with its test extras.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  postgresql-15 postgresql-contrib postgresql-client-15
+  pgbackrest pgbouncer
+  prometheus prometheus-alertmanager
+  nginx-light openssl
+  python3-venv
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -q
+  # policy-rc.d keeps the packages' own services from starting: wasp starts what it needs itself
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# the Debian packages start their system services when allowed; tests and the demo use their own
+for svc in postgresql pgbouncer prometheus prometheus-alertmanager nginx; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    echo "setup: note: system service $svc is running (wasp does not use it)" >&2
+  fi
+done
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import wasp, pytest, psycopg, moto" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.wasp-installed ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test,s3]'
+  touch .venv/.wasp-installed
+fi
+echo "setup: ok ($(.venv/bin/python --version), $(/usr/lib/postgresql/15/bin/postgres --version))" >&2
