@@ -86,7 +86,7 @@ def _connect(dsn: str, interval: float) -> psycopg.Connection[Any] | None:
 def run(dsn: str, *, interval: float = 5.0, count: int | None = None,
         stop: threading.Event | None = None) -> int:
     """Beat every `interval` seconds until stopped (or `count` beats); returns beats written."""
-    dsn, _ = clean_dsn(dsn, what="the heartbeat DSN")
+    dsn, _ = clean_dsn(dsn, what="the heartbeat DSN", several=True)
     stop = stop or threading.Event()
     conn: psycopg.Connection[Any] | None = None
     written = 0

@@ -70,8 +70,11 @@ class Endpoint:
         return f"{self.host}:{self.port}"
 
 
-def clean_dsn(dsn: str, *, what: str = "DSN") -> tuple[str, Endpoint]:
-    """Validate a libpq DSN: it must name host and port and carry no password."""
+def clean_dsn(dsn: str, *, what: str = "DSN", several: bool = False) -> tuple[str, Endpoint]:
+    """Validate a libpq DSN: it must name host and port and carry no password.
+
+    With `several`, a list of hosts is fine (the endpoint is then the first one).
+    """
     try:
         parts = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as e:
@@ -83,8 +86,9 @@ def clean_dsn(dsn: str, *, what: str = "DSN") -> tuple[str, Endpoint]:
     port = str(parts.get("port") or "5432")
     if not host:
         raise UsageError(f"{what} must name the server's host (host=...)")
-    if "," in host or "," in port:
+    if ("," in host or "," in port) and not several:
         raise UsageError(f"{what} must name one server, not a list")
+    host, port = host.split(",")[0], port.split(",")[0] or "5432"
     if not port.isdigit():
         raise UsageError(f"{what} has an invalid port {port!r}")
     return make_conninfo(dsn), Endpoint(host, int(port))
