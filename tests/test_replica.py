@@ -361,7 +361,7 @@ async def test_heartbeat_reveals_a_broken_link_that_lsn_lag_hides(topo: Topology
         dead = free_port()
         broken = original.replace(f"port={topo.p0.port}", f"port={dead}")
         assert broken != original
-        psql(r2, "ALTER SYSTEM SET primary_conninfo = %s" % psycopg.sql.quote(broken))
+        psql(r2, f"ALTER SYSTEM SET primary_conninfo = {psycopg.sql.quote(broken)}")
         psql(r2, "SELECT pg_reload_conf()")
         try:
             wait_for("r2's receiver to stop streaming", lambda: not psql(
@@ -378,7 +378,7 @@ async def test_heartbeat_reveals_a_broken_link_that_lsn_lag_hides(topo: Topology
             assert value(text, "wasp_pg_heartbeat_age_seconds", target="p0") < 2.5
             assert value(text, "wasp_pg_replication_connected_standbys", target="p0") == 1
         finally:
-            psql(r2, "ALTER SYSTEM SET primary_conninfo = %s" % psycopg.sql.quote(original))
+            psql(r2, f"ALTER SYSTEM SET primary_conninfo = {psycopg.sql.quote(original)}")
             psql(r2, "SELECT pg_reload_conf()")
         wait_for("r2 to stream again", lambda: psql(
             r2, "SELECT 1 FROM wasp.heartbeat WHERE clock_timestamp() - beat_at < '2s'"))
@@ -413,7 +413,7 @@ def test_promote_refuses_while_the_primary_accepts_writes(
 
 async def test_failover_promote_repoint_and_rejoin(
         topo: Topology, capsys: pytest.CaptureFixture[str]) -> None:
-    p0, r1, r2 = topo.nodes["p0"], topo.nodes["r1"], topo.nodes["r2"]
+    p0, r1 = topo.nodes["p0"], topo.nodes["r1"]
     hb_dsn = (f"host=127.0.0.1,127.0.0.1 port={p0.port},{r1.port} user=wasp_heartbeat "
               "dbname=postgres target_session_attrs=read-write connect_timeout=2")
     with heartbeat(topo, hb_dsn, interval=0.5):

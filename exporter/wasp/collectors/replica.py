@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from ..collector import CollectContext, CollectError, Collector
+from ..collector import CollectContext, CollectError, Collector, ErrorReason
 from ..companions.replica import PatroniSettings, ReplicaSettings
 from ..config import Config
 from ..model import Family, Sample
@@ -98,19 +98,19 @@ def families_from_records(records: Mapping[str, Mapping[str, Any]]) -> list[Fami
     fo: dict[str, list[Sample]] = {k: [] for k in (
         "timestamp", "lag", "lag_known", "forced", "hb", "timeline")}
     if last_promote is not None:
-        key = (str(last_promote["replica"]),)
-        fo["timestamp"].append((key, float(last_promote["finished_at"])))
+        rkey = (str(last_promote["replica"]),)
+        fo["timestamp"].append((rkey, float(last_promote["finished_at"])))
         lag = _num(last_promote.get("accepted_lag_bytes"))
-        fo["lag_known"].append((key, 0.0 if lag is None else 1.0))
+        fo["lag_known"].append((rkey, 0.0 if lag is None else 1.0))
         if lag is not None:
-            fo["lag"].append((key, lag))
-        fo["forced"].append((key, 1.0 if last_promote.get("forced") else 0.0))
+            fo["lag"].append((rkey, lag))
+        fo["forced"].append((rkey, 1.0 if last_promote.get("forced") else 0.0))
         hb = _num(last_promote.get("heartbeat_age_seconds"))
         if hb is not None:
-            fo["hb"].append((key, hb))
+            fo["hb"].append((rkey, hb))
         tl = _num(last_promote.get("timeline"))
         if tl is not None:
-            fo["timeline"].append((key, tl))
+            fo["timeline"].append((rkey, tl))
     rl = ("replica",)
     fams += [
         Family("wasp_replica_failover_last_timestamp_seconds", "gauge",
@@ -174,7 +174,8 @@ class PatroniCollector(Collector):
                     errors.append(f"{url}: /cluster has no members list")
                     continue
                 return families_from_cluster(data, scope=self.settings.name)
-        reason = "timeout" if all("no answer" in e for e in errors) else "connection"
+        reason: ErrorReason = ("timeout" if all("no answer" in e for e in errors)
+                               else "connection")
         raise CollectError(reason, "Patroni REST API unreachable: " + "; ".join(errors))
 
 

@@ -330,10 +330,10 @@ def _read_secret(env: str | None, file: str | None, what: str) -> str | None:
             raise UsageError(f"{file} is empty ({what})")
         return value
     if env:
-        value = os.environ.get(env)
-        if not value:
+        from_env = os.environ.get(env)
+        if not from_env:
             raise UsageError(f"environment variable {env} ({what}) is not set")
-        return value
+        return from_env
     return None
 
 

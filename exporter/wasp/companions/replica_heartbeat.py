@@ -18,7 +18,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .replica_pg import ROLE_NAME_RE, ReplicaError, UsageError, admin_connect, clean_dsn, ensure_role
+from .replica_pg import (
+    ROLE_NAME_RE,
+    ReplicaError,
+    UsageError,
+    admin_connect,
+    clean_dsn,
+    ensure_role,
+)
 
 __all__ = ["beat", "install", "run"]
 

@@ -302,7 +302,7 @@ def hba_needs_rule(conn: psycopg.Connection[Any], user: str, network: str, *, ce
             continue
         if method == "reject":
             return True
-        return (method == "cert") != cert
+        return bool((method == "cert") != cert)
     return True
 
 
