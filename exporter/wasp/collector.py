@@ -62,3 +62,6 @@ class Collector(abc.ABC):
     @abc.abstractmethod
     async def collect(self, ctx: CollectContext) -> list[Family]:
         """Do one round and return fresh families (without the target label)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Release what the collector keeps open between rounds; the engine calls it on stop."""

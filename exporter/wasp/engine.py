@@ -164,6 +164,11 @@ class Engine:
         for t in self.targets.values():
             if t.db is not None:
                 await t.db.close()
+        for st in self.states.values():
+            try:
+                await st.collector.close()
+            except Exception:  # one collector's cleanup must not keep the others open
+                log.exception("closing collector %s failed", st.collector.key)
         self._tasks.clear()
         log.info("engine stopped")
 
