@@ -97,8 +97,10 @@ def run_drill(ctx: BackupContext, *, label: str | None = None,
               inspect: Callable[[ScratchCluster], None] | None = None) -> DrillResult:
     """Restore, start, check, measure, remove; the record says whether the backup is good."""
     s = ctx.settings
-    if target_time is not None and target_time.tzinfo is None:
-        target_time = target_time.replace(tzinfo=dt.UTC)
+    if target_time is not None:
+        if target_time.tzinfo is None:
+            target_time = target_time.replace(tzinfo=dt.UTC)
+        target_time = target_time.astimezone(dt.UTC)
     rec = JobRecord(ctx.status_dir, s.stanza, "drill", requested_label=label,
                     target_time=target_time.timestamp() if target_time else None,
                     target_type="time" if target_time else ("set" if label else "latest"))
@@ -115,6 +117,10 @@ def run_drill(ctx: BackupContext, *, label: str | None = None,
             r = ctx.pgbackrest().capture("info", "--output=json", "--log-level-file=off",
                                          timeout=300)
             info = info_from_result(r, s.stanza)
+            unreadable = [rp for rp in info.repos if rp.code not in (0, 2)]
+            if unreadable:
+                raise JobFailed(f"pgBackRest cannot read repo{unreadable[0].key}: status "
+                                f"{unreadable[0].code}: {unreadable[0].message}")
             if not info.backups:
                 raise JobFailed(f"stanza {s.stanza} has no completed backup to restore")
             if label is not None and label not in info.by_label():

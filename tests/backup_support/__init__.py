@@ -1,0 +1,1 @@
+"""Helpers for the backup tests: configurations, a tiny application schema, local S3."""
