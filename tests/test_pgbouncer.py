@@ -167,7 +167,7 @@ async def test_waiting_clients_show_with_max_wait(bouncer: Bouncer, tmp_path: Pa
         await asyncio.wait_for(asyncio.gather(*waiting), timeout=10)
         deadline = time.monotonic() + 10
         while not any(r["database"] == POOL and r["total_xact_count"] >= 4
-                      for r in show(bouncer.dsn(), "SHOW STATS")):  # stats_period = 1s
+                      for r in show(bouncer.dsn(), "SHOW STATS")):
             assert time.monotonic() < deadline, show(bouncer.dsn(), "SHOW STATS")
             await asyncio.sleep(0.1)
 
