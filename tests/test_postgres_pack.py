@@ -304,6 +304,11 @@ async def test_dead_tuples_after_bulk_delete(su_dsn: str, mon_dsn: str, tmp_path
     # analyzed before the delete: the estimate sees the same rows in the same pages
     assert value(text, "wasp_pg_table_bloat_ratio", **labels) < 0.2
     assert value(text, "wasp_pg_table_last_analyze_age_seconds", kind="manual", **labels) >= 0
+    # vacuum frees the space without giving it back: 40% of the pages are now bloat
+    sql(su_dsn, "VACUUM ANALYZE purge_me")
+    text = await scrape(mon_dsn, tmp_path, only={"tables"})
+    assert 0.3 < value(text, "wasp_pg_table_bloat_ratio", **labels) < 0.5
+    assert value(text, "wasp_pg_table_last_vacuum_age_seconds", kind="manual", **labels) >= 0
 
 
 async def test_tables_and_indexes_are_bounded(su_dsn: str, mon_dsn: str, tmp_path: Path) -> None:
