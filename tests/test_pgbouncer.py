@@ -22,6 +22,7 @@ from helpers import names, value
 from wasp.collectors.pgbouncer import METRICS, families_from_show
 from wasp.config import ConfigError, parse_config
 from wasp.engine import Engine
+from wasp.model import check_metric_name
 from wasp.pgcluster import LocalCluster, chown_to_postgres, free_port, port_in_use, run_as_postgres
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -254,3 +255,10 @@ def test_columns_of_other_versions() -> None:
                                                        ("app", "booking", "waiting")}
     assert got["wasp_pgbouncer_version_info"] == {("1.24.1",): 1.0}
     assert "wasp_pgbouncer_transactions_total" not in got
+
+
+def test_metric_names_follow_conventions() -> None:
+    """Every metric of the pack: prefix, base units, _total only on counters."""
+    for m in METRICS:
+        assert m.name.startswith("wasp_pgbouncer_")
+        assert check_metric_name(m.name, m.type) is None, m.name
