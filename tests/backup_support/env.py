@@ -149,7 +149,7 @@ def make_backup_env(cluster: LocalCluster, root: Path, *, repo: dict[str, Any] |
         "spool_path": str(root / "spool"),
         "archive_timeout": "60s",
         # fail fast in tests: pgBackRest waits 60s for WAL, retries a job after 15s
-        "options": {"archive-timeout": "15", "job-retry": "0", "compress-type": "lz4"},
+        "options": {"archive-timeout": "8", "job-retry": "0", "compress-type": "lz4"},
         "repo": repo or {"type": "posix", "path": str(root / "repo")},
         "encryption": {"passphrase_env": env_name},
         "retention": {"full": 2},
