@@ -470,4 +470,19 @@ async def test_failover_promote_repoint_and_rejoin(
     assert value(text, "wasp_replica_action_last_success", action="rejoin", replica="p0") == 1
     rec = json.loads((topo.status_dir / "replica" / "promote-r1.json").read_text())
     assert rec["accepted_lag_bytes"] == 0 and rec["timeline"] == 2 and rec["ok"] is True
+
+
+def test_rejoin_without_rewind_takes_a_fresh_base_backup(
+        topo: Topology, capsys: pytest.CaptureFixture[str]) -> None:
+    """A stopped standby, rebuilt; where it lives comes from the records, its old files stay."""
+    p0, r1 = topo.nodes["p0"], topo.nodes["r1"]
+    p0.stop()
+    rc, out, err = cli("rejoin", "--name", "p0", "--no-rewind", "--primary-dsn", r1.dsn(),
+                       "--status-dir", str(topo.status_dir), capsys=capsys)
+    assert rc == 0, err
+    assert "method: basebackup" in out
+    aside = [d for d in topo.base.iterdir() if d.name.startswith("p0.before-rejoin-")]
+    assert len(aside) == 1 and (aside[0] / "PG_VERSION").exists()
+    assert psql(p0, "SELECT pg_is_in_recovery()") == [(True,)]
+    assert psql(p0, "SELECT count(*) FROM load WHERE payload LIKE 'last write%'") == [(1,)]
     print(f"\ntimings: {json.dumps({k: round(v, 2) for k, v in topo.timings.items()})}")
