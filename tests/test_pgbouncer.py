@@ -262,3 +262,9 @@ def test_metric_names_follow_conventions() -> None:
     for m in METRICS:
         assert m.name.startswith("wasp_pgbouncer_")
         assert check_metric_name(m.name, m.type) is None, m.name
+
+
+def test_every_metric_is_documented() -> None:
+    """docs/packs.md lists each metric of the pack."""
+    doc = (Path(__file__).parent.parent / "docs" / "packs.md").read_text()
+    assert not {m.name for m in METRICS if f"`{m.name}`" not in doc}

@@ -381,3 +381,9 @@ async def test_statement_fingerprints_hide_literals_and_comments(su_dsn: str, mo
     assert "COMMENT ON TABLE fp IS ?" in prints
     assert "SELECT count(*) FROM fp" in prints
     assert not [p for p in prints if "s3cret" in p or "booking api" in p]
+
+
+def test_every_metric_is_documented() -> None:
+    """docs/packs.md lists each metric of the pack."""
+    doc = (Path(__file__).parent.parent / "docs" / "packs.md").read_text()
+    assert not {m for m in pack_metrics() if f"`{m}`" not in doc}
