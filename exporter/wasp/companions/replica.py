@@ -1,13 +1,13 @@
 """Set up and run streaming replicas with the standard tools (pg_basebackup, pg_ctl, pg_rewind, SQL).
 
-  setup      prepare the primary (role, slot, pg_hba) and build a replica
-  status     the replication picture of every known node (table, or --json)
-  promote    manual failover with safety checks; prints what to repoint
-  rejoin     bring an old primary (or a standby of it) back as a replica
-  heartbeat  update one row on the primary every few seconds (end-to-end delay)
-
-Each action writes a status record that the exporter turns into metrics.
-Passwords come from environment variables or files, never from the command line.
+Actions: setup prepares the primary (role, slot, pg_hba) and builds a replica;
+status shows the replication picture of every known node (a table, or JSON);
+promote performs a manual failover with safety checks and prints what to
+repoint; rejoin brings an old primary (or a standby of it) back as a replica;
+heartbeat updates one row on the primary every few seconds (the end-to-end
+delay). Each action writes a status record that the exporter turns into
+metrics. Passwords come from environment variables or files, never from the
+command line.
 """
 
 from __future__ import annotations
