@@ -470,6 +470,8 @@ async def test_failover_promote_repoint_and_rejoin(
     assert value(text, "wasp_replica_action_last_success", action="rejoin", replica="p0") == 1
     rec = json.loads((topo.status_dir / "replica" / "promote-r1.json").read_text())
     assert rec["accepted_lag_bytes"] == 0 and rec["timeline"] == 2 and rec["ok"] is True
+    # the heartbeat had been beating until the old primary stopped: a short window
+    assert 0 <= rec["heartbeat_age_seconds"] < 5
 
 
 def test_rejoin_without_rewind_takes_a_fresh_base_backup(

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from ..yamlnodes import ConfigError, Node
 from .replica_pg import ReplicaError, UsageError
 
@@ -261,6 +264,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pr.add_argument("--force", action="store_true",
                     help="promote even though a safety check failed (recorded)")
     pr.add_argument("--user", default=None, help="superuser role on the replica")
+    pr.add_argument("--heartbeat-dbname", default=None, metavar="DB",
+                    help="database holding wasp.heartbeat (default: the heartbeat DSN's, "
+                    "else postgres): its age at promotion bounds the data-loss window")
     pr.add_argument("--timeout", type=float, default=60.0)
     _common(pr)
 
@@ -440,6 +446,7 @@ def _cmd_promote(args: argparse.Namespace, ctx: _Ctx) -> int:
                   if args.old_primary_datadir else None,
                   force=args.force, max_lag_bytes=args.max_lag_bytes,
                   followers=tuple(f for f in followers if f != node.name),
+                  heartbeat_dbname=args.heartbeat_dbname or _heartbeat_dbname(ctx.settings),
                   status_dir=ctx.status_dir, timeout=args.timeout)
     lag = rec["accepted_lag_bytes"]
     print(f"{node.name} is the primary now, timeline {rec['timeline_before']} -> "
@@ -456,6 +463,15 @@ def _cmd_promote(args: argparse.Namespace, ctx: _Ctx) -> int:
     for line in rec["repoint"]:
         print(f"  - {line}")
     return 0
+
+
+def _heartbeat_dbname(s: ReplicaSettings) -> str:
+    hs = s.heartbeat
+    try:
+        dsn = _read_secret(hs.dsn_env, hs.dsn_file, "the heartbeat DSN") if hs else None
+        return str(conninfo_to_dict(dsn).get("dbname") or "postgres") if dsn else "postgres"
+    except (UsageError, ValueError, psycopg.Error):
+        return "postgres"
 
 
 def _cmd_rejoin(args: argparse.Namespace, ctx: _Ctx) -> int:

@@ -424,8 +424,10 @@ def _upstream_dsn(node: Node, superuser: str) -> str | None:
     return None
 
 
-def _heartbeat_age(conn: psycopg.Connection[Any]) -> float | None:
-    with contextlib.suppress(psycopg.Error):
+def _heartbeat_age(node: Node, superuser: str, dbname: str) -> float | None:
+    """Age of the heartbeat row on `node` (None when there is none)."""
+    with contextlib.suppress(psycopg.Error), psycopg.connect(
+            node.dsn(superuser, dbname), autocommit=True, connect_timeout=3) as conn:
         row = conn.execute("SELECT extract(epoch FROM clock_timestamp() - beat_at)::float8"
                            " FROM wasp.heartbeat WHERE id = 1").fetchone()
         return None if row is None else round(float(row[0]), 3)
@@ -435,7 +437,8 @@ def _heartbeat_age(conn: psycopg.Connection[Any]) -> float | None:
 def promote(node: Node, *, superuser: str = "postgres", old_primary_dsn: str | None = None,
             old_primary_datadir: Path | None = None, force: bool = False,
             max_lag_bytes: int | None = None, followers: tuple[str, ...] = (),
-            status_dir: Path | None, timeout: float = 60.0) -> dict[str, Any]:
+            heartbeat_dbname: str = "postgres", status_dir: Path | None,
+            timeout: float = 60.0) -> dict[str, Any]:
     """Promote a standby after the safety checks; returns the record (with the accepted lag)."""
     _check_name(node.name)
     if not (node.datadir / "PG_VERSION").exists():
@@ -457,7 +460,7 @@ def promote(node: Node, *, superuser: str = "postgres", old_primary_dsn: str | N
             if cd.get("Database cluster state") == "shut down":
                 end = lsn_to_int(cd["Latest checkpoint location"])
                 lag, lag_source = max(0, end - received), "pg_controldata (clean shutdown)"
-        hb_age = _heartbeat_age(conn)
+        hb_age = _heartbeat_age(node, superuser, heartbeat_dbname)
         refusals = []
         if old.writable:
             refusals.append(f"the old primary {old.endpoint} still accepts writes; stop it "
