@@ -121,15 +121,18 @@ def test_database_down_during_backup(env: BackupEnv, scenario: dict[str, Any]) -
     thread = threading.Thread(target=backup)
     thread.start()
     try:
-        # pgBackRest keeps one session open from backup start to backup stop
+        # pgBackRest holds one session from pg_backup_start to pg_backup_stop: once the
+        # start returned, it is copying files
         deadline = time.monotonic() + 30
         seen = False
         with psycopg.connect(env.cluster.dsn(), autocommit=True) as conn:
             while time.monotonic() < deadline and not seen:
-                seen = bool(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE "
-                                         "application_name LIKE 'pgBackRest%'").fetchone()[0])  # type: ignore[index]
-                time.sleep(0.02)
-        assert seen, "pgBackRest never connected"
+                seen = bool(conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+                    "'pgBackRest%' AND state = 'idle' AND query LIKE '%pg_backup_start%'"
+                ).fetchone()[0])  # type: ignore[index]
+                time.sleep(0.01)
+        assert seen, "pgBackRest never started the backup"
         env.cluster.stop("fast")
         thread.join(180)
     finally:
