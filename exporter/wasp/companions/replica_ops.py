@@ -130,7 +130,11 @@ def _check_access(access: Access) -> tuple[str, Endpoint]:
         for p in (access.cert.cert, access.cert.key, access.cert.root_cert):
             if not Path(p).is_file():
                 raise UsageError(f"certificate file {p} does not exist")
-    return clean_dsn(access.primary_dsn, what="the primary DSN")
+    dsn, ep = clean_dsn(access.primary_dsn, what="the primary DSN")
+    if ep.host.startswith("/"):
+        raise UsageError("the primary DSN names a socket directory; give the address the "
+                         "replica streams from (host=IP or name)")
+    return dsn, ep
 
 
 def _empty_target(datadir: Path) -> bool:
