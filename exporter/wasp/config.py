@@ -85,6 +85,12 @@ class WindowDef:
     #: rows may change their group or values for this long after insert (0 never, None any time)
     changes_after_insert: float | None
     updated_column: str | None = None
+    #: a column that identifies a row (for moving a changed row between groups)
+    key_column: str = "id"
+    #: rows may be committed this long after their time stamp (slow transactions)
+    late_commit: float = 60.0
+    #: never incremental: evaluate the whole window every time
+    incremental: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +234,8 @@ QUERY_KEYS = {
 }
 VALUE_KEYS = {"column", "metric", "type", "help", "unit", "const_labels"}
 WINDOW_KEYS = {"table", "time_column", "length", "where", "group_by", "aggregates",
-               "changes_after_insert", "updated_column"}
+               "changes_after_insert", "updated_column", "key_column", "late_commit",
+               "incremental"}
 REQUIRES_KEYS = {"tables", "columns", "extensions", "min_server_version", "superuser"}
 
 
@@ -262,7 +269,16 @@ def parse_query(name: str, node: Node, *, pack: str | None, options: Mapping[str
     role: Role = role_node.str("any", choices=("any", "primary", "standby"))  # type: ignore[assignment]
     window = None
     if node.has("window"):
-        window = _parse_window(node.child("window"), options)
+        wnode = node.child("window")
+        window = _parse_window(wnode, options)
+        if {k for k, _ in window.group_by} != set(labels):
+            wnode.child("group_by").error(
+                f"must group by exactly the query's labels {list(labels)}, "
+                f"got {[k for k, _ in window.group_by]}")
+        agg_cols = {k for k, _ in window.aggregates}
+        for v in values:
+            if v.column not in agg_cols:
+                wnode.child("aggregates").error(f"has no aggregate for value column {v.column!r}")
     targets = None
     if node.has("targets"):
         targets = node.child("targets").str_list()
@@ -313,12 +329,11 @@ def _parse_value(node: Node, labels: tuple[str, ...]) -> ValueDef:
 
 
 def _parse_window(node: Node, options: Mapping[str, Any]) -> WindowDef:
+    # changes_after_insert is required: 0 = rows never change, null = they may change any time
     node.mapping(WINDOW_KEYS, required={"table", "time_column", "length", "aggregates",
                                         "changes_after_insert"})
     cai = node.child("changes_after_insert")
     changes: float | None = None if cai.is_missing() else cai.duration()
-    if cai.value is None and not node.has("changes_after_insert"):
-        cai.error("is required (0 = rows never change, null = they may change any time)")
     where = node.child("where")
     return WindowDef(
         table=node.child("table").str(),
@@ -329,6 +344,9 @@ def _parse_window(node: Node, options: Mapping[str, Any]) -> WindowDef:
         aggregates=tuple(node.child("aggregates").str_map().items()),
         changes_after_insert=changes,
         updated_column=node.child("updated_column").opt_str(),
+        key_column=node.child("key_column").str("id"),
+        late_commit=node.child("late_commit").duration(60.0),
+        incremental=node.child("incremental").bool(True),
     )
 
 

@@ -101,6 +101,8 @@ class TargetDB:
         self._opened = False
         self.info: ServerInfo | None = None
         self.info_at = 0.0
+        #: server clock minus local clock, in seconds (window queries evaluate at server time)
+        self.clock_skew = 0.0
 
     async def open(self) -> None:
         """Open the pool without waiting for the server (a target may be down at start)."""
@@ -191,13 +193,17 @@ class TargetDB:
 
     async def server_info(self, *, timeout: float = 5.0) -> ServerInfo:
         """Probe the server (also the target's `up`): version, recovery, superuser."""
+        before = time.time()
         r = await self.fetch(
             "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), "
             "coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false), "
-            "current_database(), current_user",
+            "current_database(), current_user, extract(epoch FROM clock_timestamp())::float8",
             timeout=timeout,
         )
-        v, rec, su, db, user = r.rows[0]
+        after = time.time()
+        v, rec, su, db, user, server_now = r.rows[0]
+        if after - before < 1.0:
+            self.clock_skew = float(server_now) - (before + after) / 2
         self.info = ServerInfo(int(v), bool(rec), bool(su), str(db), str(user))
         self.info_at = time.time()
         return self.info

@@ -122,6 +122,12 @@ class Engine:
         return out
 
     def _sql_collector(self, q: QueryDef, t: TargetConfig) -> Collector:
+        if q.window is not None:
+            from .windows import make_window_collector
+
+            c = make_window_collector(q, t.name)
+            if c is not None:
+                return c
         return SqlCollector(q, t.name)
 
     def add_collector(self, c: Collector) -> None:

@@ -1,0 +1,494 @@
+"""Incremental evaluation of trailing time-window queries.
+
+A window query ("count/sum over the last N minutes, by group") is declared in
+structured form (`window:` in a query). Instead of re-reading the whole window
+on every refresh, the collector keeps partial aggregates in memory and reads
+only what may have changed since its last refresh. Its result equals the full
+query evaluated at the refresh time T (rows with ``time > T - length``).
+
+Two modes:
+
+*Buckets* (rows never change, or only for a bounded time after insert).
+Partials are kept per time bucket and group. A refresh at T re-reads
+
+- the head: every bucket from ``T_prev - max(changes_after_insert, late_commit)``
+  on, so rows whose status moved since the last refresh and rows that a slow
+  transaction committed late are counted, once (re-read buckets replace the
+  old ones whole);
+- the tail: the rows of the one bucket the window's old edge cuts through
+  (``T - length < time < end of that bucket``), so the edge is exact.
+
+Buckets older than the edge fall off. Database work per refresh grows with
+the rows written since the last refresh, not with the window.
+
+*Rows* (rows change at any time, but every change bumps an `updated_column`).
+Each row in the window is remembered with its group and contribution; a
+refresh reads rows whose `updated_column` moved since the last refresh, takes
+their old contribution out and puts the new one in, and drops rows that left
+the window. Min/max cannot be taken out again, so they use buckets only.
+
+Anything else (rows change any time with no such column, aggregates other
+than count/sum/avg/min/max) is evaluated in full every time, with a log line
+saying why. A full reload every `full_every` seconds bounds float drift and
+catches what no declaration can (a deleted row).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .collector import CollectContext, CollectError, Collector
+from .config import QueryDef, WindowDef
+from .db import DBError, Result, TargetDB
+from .model import Family
+from .sqlcollector import families_from_rows, to_float
+
+__all__ = ["Agg", "WindowCollector", "make_window_collector", "parse_aggregate", "plan_window"]
+
+log = logging.getLogger(__name__)
+
+FULL_EVERY = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Agg:
+    """One aggregate of a window query, decomposed into mergeable partials."""
+
+    column: str
+    fn: str  # count_star, count, sum, avg, min, max
+    arg: str | None
+    default: float | None = None
+
+    @property
+    def width(self) -> int:
+        """How many partial slots the aggregate takes."""
+        return 2 if self.fn in ("sum", "avg", "min", "max") else 1
+
+    def sql(self) -> list[str]:
+        """SELECT expressions producing the partials."""
+        a = self.arg
+        if self.fn == "count_star":
+            return ["count(*)"]
+        if self.fn == "count":
+            return [f"count({a})"]
+        if self.fn in ("sum", "avg"):
+            return [f"sum({a})", f"count({a})"]
+        return [f"{self.fn}({a})", f"count({a})"]
+
+
+def _balanced(s: str) -> bool:
+    depth = 0
+    quote = False
+    for ch in s:
+        if ch == "'":
+            quote = not quote
+        elif not quote:
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+                if depth < 0:
+                    return False
+    return depth == 0 and not quote
+
+
+def _split_top(s: str) -> list[str]:
+    parts: list[str] = []
+    cur: list[str] = []
+    depth, quote = 0, False
+    for ch in s:
+        if ch == "'":
+            quote = not quote
+        if not quote and ch == "(":
+            depth += 1
+        elif not quote and ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0 and not quote:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return [p.strip() for p in parts]
+
+
+_CAST_RE = re.compile(r"^(.*)::\s*[A-Za-z_][A-Za-z0-9_ ]*(\(\d+(,\s*\d+)?\))?$", re.S)
+_CALL_RE = re.compile(r"^([A-Za-z_]+)\s*\((.*)\)$", re.S)
+
+
+def parse_aggregate(column: str, expr: str) -> Agg | None:
+    """Decompose 'sum(x)::bigint', 'coalesce(avg(x), 0)::float8', 'count(*)'; None if unsupported."""
+    e = expr.strip()
+    default: float | None = None
+    for _ in range(6):
+        m = _CAST_RE.match(e)
+        if m and _balanced(m.group(1)):
+            e = m.group(1).strip()
+            continue
+        if e.startswith("(") and e.endswith(")") and _balanced(e[1:-1]):
+            e = e[1:-1].strip()
+            continue
+        m = _CALL_RE.match(e)
+        if m and m.group(1).lower() == "coalesce" and _balanced(m.group(2)):
+            args = _split_top(m.group(2))
+            if len(args) != 2:
+                return None
+            try:
+                default = float(args[1].split("::")[0])
+            except ValueError:
+                return None
+            e = args[0]
+            continue
+        break
+    m = _CALL_RE.match(e)
+    if not m or not _balanced(m.group(2)):
+        return None
+    fn, arg = m.group(1).lower(), m.group(2).strip()
+    if fn not in ("count", "sum", "avg", "min", "max") or not arg:
+        return None
+    if re.match(r"(?i)^distinct\b", arg) or len(_split_top(arg)) != 1:
+        return None
+    if fn == "count" and arg == "*":
+        return Agg(column, "count_star", None, default)
+    return Agg(column, fn, arg, default)
+
+
+def _merge(aggs: list[Agg], into: list[Any], part: list[Any]) -> None:
+    i = 0
+    for a in aggs:
+        if a.fn in ("count_star", "count"):
+            into[i] += part[i]
+        elif a.fn in ("sum", "avg"):
+            into[i] += part[i]
+            into[i + 1] += part[i + 1]
+        else:
+            if part[i + 1]:
+                if into[i + 1] == 0 or (part[i] < into[i] if a.fn == "min" else part[i] > into[i]):
+                    into[i] = part[i]
+                into[i + 1] += part[i + 1]
+        i += a.width
+
+
+def _empty(aggs: list[Agg]) -> list[Any]:
+    return [0.0] * sum(a.width for a in aggs)
+
+
+def _final(aggs: list[Agg], part: list[Any]) -> list[float | None]:
+    out: list[float | None] = []
+    i = 0
+    for a in aggs:
+        v: float | None
+        if a.fn in ("count_star", "count"):
+            v = float(part[i])
+        elif a.fn == "sum":
+            v = float(part[i]) if part[i + 1] else None
+        elif a.fn == "avg":
+            v = float(part[i]) / part[i + 1] if part[i + 1] else None
+        else:
+            v = float(part[i]) if part[i + 1] else None
+        if v is None and a.default is not None:
+            v = a.default
+        out.append(v)
+        i += a.width
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPlan:
+    """How a window query is evaluated, decided once from its declaration."""
+
+    mode: str  # buckets | rows
+    aggs: tuple[Agg, ...]
+    bucket: float
+    reread: float  # how far behind the previous refresh the head starts
+
+
+def plan_window(q: QueryDef) -> WindowPlan | str:
+    """A plan for incremental evaluation, or the reason why the query must run in full."""
+    w = q.window
+    if w is None:
+        return "no window declared"
+    if not w.incremental:
+        return "incremental evaluation switched off"
+    aggs = []
+    for col, expr in w.aggregates:
+        a = parse_aggregate(col, expr)
+        if a is None:
+            return f"aggregate {col}: {expr!r} is not count/sum/avg/min/max of one expression"
+        aggs.append(a)
+    bucket = float(min(300, max(5, round(w.length / 288))))
+    if w.changes_after_insert is not None:
+        reread = max(w.changes_after_insert, w.late_commit)
+        return WindowPlan("buckets", tuple(aggs), bucket, reread)
+    if w.updated_column is None:
+        return "rows may change at any time and no updated_column is declared"
+    if any(a.fn in ("min", "max") for a in aggs):
+        return "min/max over rows that change at any time cannot be maintained"
+    return WindowPlan("rows", tuple(aggs), bucket, w.late_commit)
+
+
+def make_window_collector(q: QueryDef, target: str) -> Collector | None:
+    """A WindowCollector for `q`, or None (with a log line) when it must run in full."""
+    plan = plan_window(q)
+    if isinstance(plan, str):
+        if q.window is not None and q.window.incremental:
+            log.info("window query %s runs in full: %s", q.name, plan)
+        return None
+    return WindowCollector(q, target, plan)
+
+
+def _escape(sql: str) -> str:
+    return sql.replace("%", "%%")
+
+
+class WindowCollector(Collector):
+    """Evaluates a declared window query incrementally."""
+
+    def __init__(self, query: QueryDef, target: str, plan: WindowPlan, *,
+                 clock: Callable[[], float] | None = None, full_every: float = FULL_EVERY) -> None:
+        assert query.window is not None
+        self.query = query
+        self.window: WindowDef = query.window
+        self.name = query.name
+        self.target = target
+        self.interval = query.interval
+        self.timeout = query.timeout
+        self.max_series = query.max_series
+        self.role = query.role
+        self.plan = plan
+        self.aggs = list(plan.aggs)
+        self.clock = clock
+        self.full_every = full_every
+        self.labels = [k for k, _ in self.window.group_by]
+        self._time_type: str | None = None
+        self._prev: float | None = None  # T of the last successful refresh
+        self._loaded_at = 0.0
+        # buckets mode: bucket index -> group -> partials
+        self._buckets: dict[int, dict[tuple[str, ...], list[Any]]] = {}
+        # rows mode: key -> (time, group, contribution); group totals; expiry heap
+        self._rows: dict[Any, tuple[float, tuple[str, ...], list[float]]] = {}
+        self._totals: dict[tuple[str, ...], list[float]] = {}
+        self._heap: list[tuple[float, Any]] = []
+        self.rows_read = 0
+        self.full_loads = 0
+
+    # -- time ----------------------------------------------------------------------
+    def _now(self, db: TargetDB) -> float:
+        if self.clock is not None:
+            return self.clock()
+        return time.time() + db.clock_skew
+
+    def _param(self, t: float) -> dt.datetime:
+        aware = dt.datetime.fromtimestamp(t, dt.UTC)
+        return aware if self._time_type == "timestamp with time zone" else aware.replace(tzinfo=None)
+
+    async def _detect_time_type(self, db: TargetDB) -> None:
+        w = self.window
+        r = await db.fetch(
+            "SELECT format_type(a.atttypid, NULL) FROM pg_attribute a "
+            "WHERE a.attrelid = to_regclass(%s) AND a.attname = %s AND NOT a.attisdropped",
+            timeout=self.timeout, params=(w.table, w.time_column))
+        if not r.rows:
+            raise CollectError("sql", f"window query {self.name!r}: column "
+                               f"{w.table}.{w.time_column} not found")
+        t = str(r.rows[0][0])
+        if t not in ("timestamp without time zone", "timestamp with time zone"):
+            raise CollectError("sql", f"window query {self.name!r}: {w.table}.{w.time_column} "
+                               f"is {t}, not a timestamp")
+        self._time_type = t
+
+    # -- collector -----------------------------------------------------------------
+    async def collect(self, ctx: CollectContext) -> list[Family]:
+        """One refresh: read what may have changed, fold it in, export the window."""
+        if ctx.db is None:
+            raise CollectError("connection", f"target {self.target!r} has no database")
+        try:
+            return await self.refresh(ctx.db)
+        except DBError as e:
+            raise CollectError(e.reason, str(e)) from None
+
+    async def refresh(self, db: TargetDB) -> list[Family]:
+        """Bring the window up to now and return its families."""
+        if self._time_type is None:
+            await self._detect_time_type(db)
+        now = self._now(db)
+        full = self._prev is None or now - self._loaded_at >= self.full_every
+        if self.plan.mode == "buckets":
+            ranges = self._bucket_ranges(now, full)
+            self._refresh_buckets(await self._read_buckets(db, now, ranges), now, ranges)
+            rows = self._bucket_rows()
+        else:
+            self._refresh_rows(await self._read_rows(db, now, full), now, full)
+            rows = self._rows_result()
+        if full:
+            self._loaded_at = now
+            self.full_loads += 1
+        self._prev = now
+        cols = tuple(self.labels) + tuple(a.column for a in self.aggs)
+        return families_from_rows(self.query, Result(cols, rows))
+
+    # -- buckets ---------------------------------------------------------------------
+    def _group_sql(self) -> str:
+        return "".join(f", {expr} AS {_ident(k)}" for k, expr in self.window.group_by)
+
+    def _bucket_ranges(self, now: float, full: bool) -> tuple[int, int] | None:
+        """(head bucket, edge bucket) to re-read, or None to re-read the whole window."""
+        b = self.plan.bucket
+        edge_idx = math.floor((now - self.window.length) / b)
+        if full or self._prev is None:
+            return None
+        head_idx = math.floor((self._prev - self.plan.reread) / b)
+        if edge_idx + 1 >= head_idx:
+            return None  # the head reaches the edge bucket: one range covers it all
+        return head_idx, edge_idx
+
+    async def _read_buckets(self, db: TargetDB, now: float,
+                            ranges: tuple[int, int] | None) -> Result:
+        w, b = self.window, self.plan.bucket
+        t = w.time_column
+        parts = [p for a in self.aggs for p in a.sql()]
+        select = (f"SELECT floor(extract(epoch FROM {t}) / {b:g})::bigint AS wasp_bucket"
+                  f"{self._group_sql()}, " + ", ".join(parts))
+        group = ", ".join(str(i) for i in range(1, len(self.labels) + 2))
+        where = f"({_escape(w.where)}) AND " if w.where else ""
+        edge = now - w.length
+        if ranges is None:
+            sql = f"{select} FROM {w.table} WHERE {where}{t} > %s GROUP BY {group}"
+            params: tuple[Any, ...] = (self._param(edge),)
+        else:
+            head_idx, edge_idx = ranges
+            sql = (f"{select} FROM {w.table} WHERE {where}"
+                   f"({t} >= %s OR ({t} > %s AND {t} < %s)) GROUP BY {group}")
+            params = (self._param(head_idx * b), self._param(edge),
+                      self._param((edge_idx + 1) * b))
+        r = await db.fetch(sql, timeout=self.timeout, params=params)
+        self.rows_read += len(r.rows)
+        return r
+
+    def _refresh_buckets(self, r: Result, now: float, ranges: tuple[int, int] | None) -> None:
+        edge_idx = math.floor((now - self.window.length) / self.plan.bucket)
+        if ranges is None:
+            self._buckets = {}
+        else:
+            head_idx, _ = ranges
+            # re-read buckets are replaced whole; the edge bucket holds only rows past the edge
+            for idx in [i for i in self._buckets if i >= head_idx or i <= edge_idx]:
+                del self._buckets[idx]
+        ng = len(self.labels)
+        for row in r.rows:
+            idx = int(row[0])
+            key = tuple("" if v is None else str(v) for v in row[1:1 + ng])
+            # NULL partials (sum/min/max over no values) carry a zero count beside them
+            part = [0.0 if v is None else _num(v) for v in row[1 + ng:]]
+            groups = self._buckets.setdefault(idx, {})
+            if key in groups:  # two group expressions collapsing to one label set
+                _merge(self.aggs, groups[key], part)
+            else:
+                groups[key] = part
+
+    def _bucket_rows(self) -> list[tuple[Any, ...]]:
+        totals: dict[tuple[str, ...], list[Any]] = {}
+        for groups in self._buckets.values():
+            for key, part in groups.items():
+                acc = totals.get(key)
+                if acc is None:
+                    totals[key] = list(part)
+                else:
+                    _merge(self.aggs, acc, part)
+        return self._result_rows(totals)
+
+    def _result_rows(self, totals: dict[tuple[str, ...], list[Any]]) -> list[tuple[Any, ...]]:
+        if not self.labels and not totals:
+            totals = {(): _empty(self.aggs)}
+        return [(*key, *_final(self.aggs, part)) for key, part in totals.items()]
+
+    # -- rows ------------------------------------------------------------------------
+    async def _read_rows(self, db: TargetDB, now: float, full: bool) -> Result:
+        w = self.window
+        assert w.updated_column is not None
+        t = w.time_column
+        args = [a.arg for a in self.aggs if a.arg is not None]
+        match = f"({_escape(w.where)})" if w.where else "true"
+        select = (f"SELECT {w.key_column} AS wasp_key, extract(epoch FROM {t})::float8 AS wasp_t, "
+                  f"coalesce({match}, false) AS wasp_match{self._group_sql()}"
+                  + "".join(f", {a}" for a in args))
+        edge = now - w.length
+        if full:
+            sql = f"{select} FROM {w.table} WHERE {t} > %s"
+            params: tuple[Any, ...] = (self._param(edge),)
+        else:
+            assert self._prev is not None
+            sql = f"{select} FROM {w.table} WHERE {t} > %s AND {w.updated_column} >= %s"
+            params = (self._param(edge), self._param(self._prev - self.plan.reread))
+        r = await db.fetch(sql, timeout=self.timeout, params=params)
+        self.rows_read += len(r.rows)
+        return r
+
+    def _contribution(self, values: tuple[Any, ...]) -> list[float]:
+        out: list[float] = []
+        i = 0
+        for a in self.aggs:
+            if a.fn == "count_star":
+                out.append(1.0)
+                continue
+            v = _num(values[i])
+            i += 1
+            if a.fn == "count":
+                out.append(0.0 if v is None else 1.0)
+            else:  # sum, avg
+                out.extend((0.0, 0.0) if v is None else (float(v), 1.0))
+        out.append(1.0)  # hidden row count: a group with no rows disappears
+        return out
+
+    def _apply(self, key: tuple[str, ...], contrib: list[float], sign: float) -> None:
+        acc = self._totals.get(key)
+        if acc is None:
+            acc = self._totals[key] = [0.0] * len(contrib)
+        for i, v in enumerate(contrib):
+            acc[i] += sign * v
+        if acc[-1] <= 0.5:
+            del self._totals[key]
+
+    def _refresh_rows(self, r: Result, now: float, full: bool) -> None:
+        if full:
+            self._rows, self._totals, self._heap = {}, {}, []
+        ng = len(self.labels)
+        for row in r.rows:
+            rk, t, matched = row[0], float(row[1]), bool(row[2])
+            key = tuple("" if v is None else str(v) for v in row[3:3 + ng])
+            old = self._rows.pop(rk, None)
+            if old is not None:
+                self._apply(old[1], old[2], -1.0)
+            if matched:
+                contrib = self._contribution(tuple(row[3 + ng:]))
+                self._rows[rk] = (t, key, contrib)
+                self._apply(key, contrib, 1.0)
+                if old is None or old[0] != t:
+                    heapq.heappush(self._heap, (t, rk))
+        edge = now - self.window.length
+        while self._heap and self._heap[0][0] <= edge:
+            t, rk = heapq.heappop(self._heap)
+            cur = self._rows.get(rk)
+            if cur is not None and cur[0] == t:
+                del self._rows[rk]
+                self._apply(cur[1], cur[2], -1.0)
+
+    def _rows_result(self) -> list[tuple[Any, ...]]:
+        return self._result_rows({k: v[:-1] for k, v in self._totals.items()})
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None else to_float(v)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
