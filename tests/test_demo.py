@@ -1,0 +1,88 @@
+"""`wasp demo` end to end: cluster, data, live writes, exporter, Prometheus scraping it; Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import samples, value
+from wasp.pgcluster import free_port, port_in_use
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return bytes(r.read())
+
+
+def test_demo_runs_and_stops_what_it_started(cluster_base: Path) -> None:
+    home = cluster_base / "demo"
+    port, pg_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wasp", "demo", "--data-dir", str(home), "--days", "0.3",
+         "--scale", "0.05", "--salons", "200", "--listen", f"127.0.0.1:{port}",
+         "--pg-port", str(pg_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if b"ready" in get(base + "/readyz"):
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the demo exporter never became ready"
+            time.sleep(0.5)
+        text = get(base + "/metrics")
+        assert value(text, "wasp_target_up", target="main") == 1
+        assert sum(v for _, v in samples(text, "wasp_app_salons")) == 200
+        prom_url = None
+        if shutil.which("prometheus"):
+            cfg = (home / "prometheus" / "prometheus.yml").read_text()
+            assert f"127.0.0.1:{port}" in cfg
+            prom_url = _prometheus_url(proc)
+        if prom_url:
+            deadline = time.monotonic() + 60
+            while True:
+                r = json.loads(get(prom_url + "api/v1/query?query=up%7Bjob%3D%22wasp%22%7D"))
+                res = r["data"]["result"]
+                if res and res[0]["value"][1] == "1":
+                    break
+                assert time.monotonic() < deadline, f"Prometheus never scraped the exporter: {r}"
+                time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert "stopped PostgreSQL" in out
+    assert not port_in_use(pg_port) and not port_in_use(port)
+    if prom_url:
+        assert "stopped prometheus" in out
+        assert not port_in_use(int(prom_url.rsplit(":", 1)[1].strip("/")))
+
+
+def _prometheus_url(proc: subprocess.Popen[str]) -> str | None:
+    """Read the demo's banner lines until the Prometheus URL shows up."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.strip().startswith("Prometheus"):
+            return line.split()[-1]
+        if "Press Ctrl-C" in line:
+            return None
+    pytest.fail("the demo banner never came")
