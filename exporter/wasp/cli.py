@@ -68,9 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"wasp {__version__}")
     p.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"),
                    help="log verbosity (default: the config's server.log_level, else info)")
+    # --log-level is accepted after the subcommand too
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS,
+                        choices=("debug", "info", "warning", "error"), help="log verbosity")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    ex = sub.add_parser("exporter", help="run the Prometheus exporter",
+    ex = sub.add_parser("exporter", parents=[common], help="run the Prometheus exporter",
                         description="Run every configured query in the background and serve "
                         "/metrics, /healthz and /readyz. SIGTERM or SIGINT stops it cleanly.")
     ex.add_argument("--config", "-c", required=True, metavar="FILE", help="wasp YAML configuration")
@@ -80,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(exit 1 when any query failed)")
     ex.set_defaults(func=cmd_exporter)
 
-    cc = sub.add_parser("check-config", help="validate a configuration without starting",
+    cc = sub.add_parser("check-config", parents=[common],
+                        help="validate a configuration without starting",
                         description="Parse and validate FILE (and the built-in packs it uses). "
                         "Exit 0 when valid, 2 with file:line: key: message otherwise.")
     cc.add_argument("file", metavar="FILE")
@@ -94,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name and (e.name == module or module.startswith(e.name + ".")):
                 continue  # not part of this build
             raise
-        sp = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip())
+        sp = sub.add_parser(name, parents=[common], help=help_,
+                            description=(mod.__doc__ or help_).strip())
         if name in ("backup", "replica"):
             sp.add_argument("--config", "-c", metavar="FILE", default=None,
                             help="wasp YAML configuration (its backup:/replica: section)")
