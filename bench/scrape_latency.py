@@ -28,7 +28,7 @@ from wasp.pgcluster import LocalCluster, free_port
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def scrape(port: int, gz: bool) -> tuple[float, int]:
@@ -107,12 +107,12 @@ queries:{''.join(queries)}
             conc: list[float] = []
             lock = threading.Lock()
 
-            def worker(gz: bool = gz) -> None:
+            def worker(gz: bool, out: list[float], lock: threading.Lock) -> None:
                 mine = [scrape(port, gz)[0] for _ in range(a.scrapes // a.clients)]
                 with lock:
-                    conc.extend(mine)
+                    out.extend(mine)
 
-            ts = [threading.Thread(target=worker) for _ in range(a.clients)]
+            ts = [threading.Thread(target=worker, args=(gz, conc, lock)) for _ in range(a.clients)]
             for t in ts:
                 t.start()
             for t in ts:
