@@ -130,7 +130,8 @@ def value(fams: dict[str, Family], name: str, **labels: str) -> float | None:
 
 
 def make_backup_env(cluster: LocalCluster, root: Path, *, repo: dict[str, Any] | None = None,
-                    backup: dict[str, Any] | None = None, name: str = "main") -> BackupEnv:
+                    backup: dict[str, Any] | None = None, name: str = "main",
+                    app_schema: bool = True) -> BackupEnv:
     """Write a wasp configuration for `cluster` under `root` and create the app database."""
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
@@ -176,7 +177,7 @@ def make_backup_env(cluster: LocalCluster, root: Path, *, repo: dict[str, Any] |
         if not exists:
             conn.execute(f"CREATE DATABASE {APP_DB}")
     with psycopg.connect(cluster.dsn(APP_DB), autocommit=True) as conn:
-        if not conn.execute("SELECT to_regclass('bookings')").fetchone()[0]:  # type: ignore[index]
+        if app_schema and not conn.execute("SELECT to_regclass('bookings')").fetchone()[0]:  # type: ignore[index]
             conn.execute(APP_SCHEMA)
     return BackupEnv(cluster, root, config_path, root / "status", env_name, passphrase)
 

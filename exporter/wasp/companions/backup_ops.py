@@ -292,11 +292,18 @@ def configure_archiving(ctx: BackupContext, *, restart: bool) -> bool:
     if not restart:
         raise JobFailed("archive_mode = on takes effect after a PostgreSQL restart: restart it "
                         "(or run init with --restart), then run `wasp backup init` again")
-    log.info("restarting PostgreSQL in %s to enable archive_mode", s.pg_path)
-    proc = run_tool(s, [str(find_bindir() / "pg_ctl"), "-D", s.pg_path, "-m", "fast", "-w",
-                        "-t", "300", "restart"], timeout=330)
+    # without -l the server would inherit pg_ctl's output pipes and log into them
+    server_log = Path(s.log_path) / f"{s.stanza}-postgresql-restart.log"
+    log.info("restarting PostgreSQL in %s to enable archive_mode (server log: %s)", s.pg_path,
+             server_log)
+    try:
+        proc = run_tool(s, [str(find_bindir() / "pg_ctl"), "-D", s.pg_path, "-l", str(server_log),
+                            "-m", "fast", "-w", "-t", "300", "restart"], timeout=330)
+    except subprocess.TimeoutExpired:
+        raise JobFailed("pg_ctl restart did not finish within 330s") from None
     if proc.returncode != 0:
-        raise JobFailed("pg_ctl restart failed: " + proc.stderr.decode(errors="replace")[-500:])
+        raise JobFailed("pg_ctl restart failed: " + (proc.stderr or proc.stdout).decode(
+            errors="replace").strip()[-500:])
     return True
 
 
