@@ -6,14 +6,17 @@ rows at the application's real rates, the way the running service does.
 """
 
 from wasp.datagen.generate import GenerateError, generate
+from wasp.datagen.live import LiveStats, run_live
 from wasp.datagen.schema import TABLES, SchemaInfo, create_schema, inspect_schema, schema_sql
 
 __all__ = [
     "TABLES",
     "GenerateError",
+    "LiveStats",
     "SchemaInfo",
     "create_schema",
     "generate",
     "inspect_schema",
+    "run_live",
     "schema_sql",
 ]

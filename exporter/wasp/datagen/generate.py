@@ -598,8 +598,9 @@ class _Generator:
                    CASE WHEN message_type = 'TEMPLATE' AND u_cost < 0.5 THEN NULL
                         ELSE {self._conv_id("salon_id", "phone")} END,
                    phone, message_type{self._cast("messages", "message_type")}, {content},
+                   -- whatsapp_id sorts like id, so both unique indexes take the rows in order
                    CASE WHEN status = 'FAILED' AND u_cost < 0.5 THEN NULL
-                        ELSE 'wamid.HBgL' || upper(substr(md5(id || ':wa'), 1, 28)) END,
+                        ELSE 'wamid.HBgL' || upper(replace(id, '-', '')) END,
                    status{self._cast("messages", "status")},
                    CASE WHEN direction = 'INBOUND' THEN NULL
                         WHEN message_type = 'TEMPLATE'

@@ -12,7 +12,9 @@
 --   * @@unique / @unique become unique INDEXES named <table>_<cols>_key, and
 --     @@index becomes <table>_<cols>_idx.
 -- Foreign keys are left out: Prisma's relationMode = "prisma" keeps relations
--- in the client, and no monitoring query depends on them.
+-- in the client, and no monitoring query depends on them. Secondary indexes are
+-- the ones the application is known to have (tenant-scoped, leading with
+-- salon_id, plus bookings (created_at)); wasp recommends any others it needs.
 
 CREATE TABLE salons (
     id                      text NOT NULL,
@@ -95,7 +97,6 @@ CREATE TABLE messages (
 );
 CREATE UNIQUE INDEX messages_whatsapp_id_key ON messages (whatsapp_id);
 CREATE INDEX messages_salon_id_created_at_idx ON messages (salon_id, created_at);
-CREATE INDEX messages_conversation_id_idx ON messages (conversation_id);
 
 CREATE TABLE ai_conversations (
     id               text NOT NULL,
@@ -111,7 +112,6 @@ CREATE TABLE ai_conversations (
     updated_at       timestamp(3) without time zone NOT NULL,
     CONSTRAINT ai_conversations_pkey PRIMARY KEY (id)
 );
-CREATE INDEX ai_conversations_salon_id_phone_number_idx ON ai_conversations (salon_id, phone_number);
 CREATE INDEX ai_conversations_salon_id_created_at_idx ON ai_conversations (salon_id, created_at);
 
 CREATE TABLE ai_messages (
@@ -128,7 +128,6 @@ CREATE TABLE ai_messages (
     created_at        timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
     CONSTRAINT ai_messages_pkey PRIMARY KEY (id)
 );
-CREATE INDEX ai_messages_conversation_id_idx ON ai_messages (conversation_id);
 CREATE INDEX ai_messages_salon_id_created_at_idx ON ai_messages (salon_id, created_at);
 
 CREATE TABLE webhook_logs (

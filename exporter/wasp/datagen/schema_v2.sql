@@ -13,7 +13,8 @@
 -- the application's webhook handlers, not by an enum.
 -- Everything else as in schema_v1.sql: text UUID ids, timestamp(3) without
 -- time zone holding UTC (the CURRENT_TIMESTAMP defaults are never relied on),
--- unique indexes named <table>_<cols>_key, no foreign keys.
+-- unique indexes named <table>_<cols>_key, the same secondary indexes, no
+-- foreign keys.
 
 CREATE TYPE "BookingStatus" AS ENUM ('CONFIRMED', 'CANCELLED', 'COMPLETED', 'NO_SHOW', 'RESCHEDULED');
 CREATE TYPE "MessageDirection" AS ENUM ('INBOUND', 'OUTBOUND');
@@ -104,7 +105,6 @@ CREATE TABLE messages (
 );
 CREATE UNIQUE INDEX messages_whatsapp_id_key ON messages (whatsapp_id);
 CREATE INDEX messages_salon_id_created_at_idx ON messages (salon_id, created_at);
-CREATE INDEX messages_conversation_id_idx ON messages (conversation_id);
 
 CREATE TABLE ai_conversations (
     id               text NOT NULL,
@@ -120,7 +120,6 @@ CREATE TABLE ai_conversations (
     updated_at       timestamp(3) without time zone NOT NULL,
     CONSTRAINT ai_conversations_pkey PRIMARY KEY (id)
 );
-CREATE INDEX ai_conversations_salon_id_phone_number_idx ON ai_conversations (salon_id, phone_number);
 CREATE INDEX ai_conversations_salon_id_created_at_idx ON ai_conversations (salon_id, created_at);
 
 CREATE TABLE ai_messages (
@@ -138,7 +137,6 @@ CREATE TABLE ai_messages (
     created_at        timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
     CONSTRAINT ai_messages_pkey PRIMARY KEY (id)
 );
-CREATE INDEX ai_messages_conversation_id_idx ON ai_messages (conversation_id);
 CREATE INDEX ai_messages_salon_id_created_at_idx ON ai_messages (salon_id, created_at);
 
 CREATE TABLE webhook_logs (
