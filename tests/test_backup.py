@@ -283,3 +283,31 @@ def test_retention_keeps_n_full_backups(env: BackupEnv, scenario: dict[str, Any]
     assert segments and min(segments) >= oldest, "WAL older than the oldest kept backup remains"
     fams = env.collect()
     assert value(fams, "wasp_backup_kept_backups", type="full") == s.retention.full
+
+
+@pytest.mark.slow
+def test_init_turns_archiving_on_only_with_restart(make_cluster: Any, cluster_base: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    cluster: LocalCluster = make_cluster("backup-restart")  # archive_mode off
+    e = make_backup_env(cluster, cluster_base / "backup-restart-env", name="restart")
+    try:
+        assert cli(e, "init") == 1
+        assert "restart" in capsys.readouterr().err
+        rec = load_records(e.status_dir, "restart").init
+        assert rec is not None and rec["state"] == "failed"
+        assert cli(e, "init", "--restart") == 0
+        assert cluster.psql("SHOW archive_mode").strip() == "on"
+        assert load_records(e.status_dir, "restart").init["restarted"] is True  # type: ignore[index]
+        assert cli(e, "run", "--type", "full") == 0
+        assert cli(e, "drill") == 1  # an empty application table fails the drill
+        assert "FAIL table bookings: empty" in capsys.readouterr().out
+        e.insert("x", 3)
+        assert cli(e, "run", "--type", "incr") == 0
+        assert cli(e, "drill") == 0
+        out = capsys.readouterr().out
+        assert "drill passed" in out and "ok   freshness" in out
+        with env_var(e.passphrase_env, None):
+            assert cli(e, "drill") == 1
+    finally:
+        cluster.destroy()
+        os.environ.pop(e.passphrase_env, None)
