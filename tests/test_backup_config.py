@@ -276,6 +276,12 @@ def test_metric_names_follow_conventions() -> None:
         assert m.help.endswith(".") and len(m.help) > 20
 
 
+def test_every_metric_is_documented() -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "backup.md").read_text()
+    missing = [name for name in METRICS if f"| `{name}` |" not in doc]
+    assert not missing, f"docs/backup.md does not list {missing}"
+
+
 def _info_two_backups() -> Any:
     raw = json.loads((SUPPORT / "info_ok.json").read_text())
     full = raw[0]["backup"][0]

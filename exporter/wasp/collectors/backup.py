@@ -175,7 +175,8 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in (
                "WAL files waiting to be archived (.ready files in pg_wal/archive_status)."),
     MetricSpec("wasp_wal_archive_unarchived_bytes", "gauge", _S,
                "WAL bytes written but not yet archived: current LSN minus the end of the last "
-               "archived segment. The live RPO in bytes; zero on an idle database."),
+               "archived segment. The live RPO in bytes; unlike the age it does not grow "
+               "while the database is idle."),
 )}
 
 for _m in METRICS.values():
