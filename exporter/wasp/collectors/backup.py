@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..collector import CollectContext, CollectError, Collector
-from ..companions.backup_config import BackupSettings, resolve_secrets
+from ..companions.backup_config import BackupSettings, resolve_secrets, target_problem
 from ..companions.backup_pgbackrest import (
     InfoError,
     PgBackRest,
@@ -44,7 +44,7 @@ from ..companions.backup_records import (
     newest_completed,
     newest_good,
 )
-from ..config import Config, ConfigError
+from ..config import Config
 from ..db import DBError
 from ..model import Family, MetricType, Sample, check_metric_name
 
@@ -211,15 +211,13 @@ def build_collectors(cfg: Config) -> list[Collector]:
         return []
     out: list[Collector] = [BackupInfoCollector(s), BackupRecordsCollector(s)]
     if s.target is not None:
-        try:
-            t = cfg.target(s.target)
-        except KeyError:
-            raise ConfigError(cfg.path, None, "backup.target",
-                              f"names target {s.target!r}, which is not defined") from None
-        if t.type != "postgres":
-            raise ConfigError(cfg.path, None, "backup.target",
-                              f"target {s.target!r} is a {t.type} target, not postgres")
-        out.append(WalArchiveCollector(s))
+        problem = target_problem(cfg, s.target)
+        if problem:
+            # `wasp backup` refuses this configuration; the exporter keeps the rest running
+            log.error("%s: backup.target: %s; the wal_archive collector is disabled",
+                      cfg.path, problem)
+        else:
+            out.append(WalArchiveCollector(s))
     return out
 
 

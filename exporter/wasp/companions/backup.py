@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..yamlnodes import ConfigError
-from .backup_config import BackupSettings, parse_section
+from .backup_config import BackupSettings, parse_section, section_error, target_problem
 
 __all__ = ["BackupSettings", "add_arguments", "load_settings", "main", "parse_section"]
 
@@ -118,11 +118,9 @@ def load_settings(path: str | None) -> tuple[BackupSettings, Path]:
     if s is None:
         raise ConfigError(file, None, "backup", "the configuration has no backup: section")
     if s.target is not None:
-        try:
-            cfg.target(s.target)
-        except KeyError:
-            raise ConfigError(file, None, "backup.target",
-                              f"names target {s.target!r}, which is not defined") from None
+        problem = target_problem(cfg, s.target)
+        if problem:
+            raise section_error(s, "target", problem)
     return s, Path(cfg.server.status_dir)
 
 

@@ -11,9 +11,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..yamlnodes import ConfigError, Node
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = [
     "BackupSettings",
@@ -424,3 +427,14 @@ def section_error(s: BackupSettings, key: str, message: str) -> ConfigError:
     if not file or not line.isdigit():
         return ConfigError(s.source, None, f"backup.{key}" if key else "backup", message)
     return ConfigError(file, int(line), f"backup.{key}" if key else "backup", message)
+
+
+def target_problem(cfg: Config, name: str) -> str | None:
+    """Why target `name` cannot serve the backup section (LSN, archiver), or None."""
+    try:
+        t = cfg.target(name)
+    except KeyError:
+        return f"names target {name!r}, which is not defined"
+    if t.type != "postgres":
+        return f"target {name!r} is a {t.type} target, not postgres"
+    return None

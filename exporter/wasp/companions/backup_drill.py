@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 import shutil
 import subprocess
 import time
@@ -200,7 +201,7 @@ def _prepare_scratch(ctx: BackupContext) -> ScratchCluster:
     s = ctx.settings
     base = make_dir(s.drill.scratch_dir, s.os_user, 0o750)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    root = make_dir(base / f"{s.stanza}-{stamp}", s.os_user, 0o700)
+    root = make_dir(base / f"{s.stanza}-{stamp}-{os.getpid()}", s.os_user, 0o700)
     datadir = make_dir(root / "data", s.os_user, 0o700)
     conf = make_dir(root / "pgbackrest", s.os_user, 0o700)
     make_dir(conf / "conf.d", s.os_user, 0o700)
