@@ -121,6 +121,7 @@ class Progress:
         self.pct = 0.0
         self.start = time.monotonic()
         self.last_log = self.start
+        self.last_draw = 0.0
 
     def line(self, text: str) -> None:
         """Feed one line of pgBackRest output."""
@@ -137,6 +138,10 @@ class Progress:
         """Show `pct` percent done."""
         self.pct = pct
         if self.tty:
+            now = time.monotonic()
+            if now - self.last_draw < 0.2 and pct < 100:
+                return
+            self.last_draw = now
             width = 30
             filled = int(width * pct / 100)
             elapsed = time.monotonic() - self.start
