@@ -9,10 +9,13 @@ server's `now() at time zone 'utc'`), never from the session time zone.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -31,7 +34,10 @@ from wasp.datagen.profile import (
 )
 from wasp.datagen.schema import TABLES, SchemaInfo, inspect_schema
 from wasp.datagen.sqlbits import (
+    JsonExpr,
+    StrExpr,
     choose,
+    json_text,
     lit,
     phone_number_id,
     pick,
@@ -68,14 +74,22 @@ def generate(
     seed: int = 42,
     end: datetime | None = None,
     progress: Progress | None = None,
+    workers: int = 2,
 ) -> dict[str, int]:
-    """Load `days` of history ending at `end` (UTC) into empty application tables; row counts per table."""
+    """Load `days` of history ending at `end` (UTC) into empty application tables; row counts per table.
+
+    With `workers` = 2 a second connection (same connection parameters and search_path as
+    `conn`) loads the AI tables while `conn` loads the rest; the rows are the same either way.
+    `progress` may then be called from that helper thread too (calls are serialised).
+    """
     if days < 0:
         raise GenerateError(f"days must be >= 0, got {days}")
     if scale <= 0:
         raise GenerateError(f"scale must be > 0, got {scale}")
     if not 1 <= salons <= _MAX_SALONS:
         raise GenerateError(f"salons must be between 1 and {_MAX_SALONS}, got {salons}")
+    if workers not in (1, 2):
+        raise GenerateError(f"workers must be 1 or 2, got {workers}")
     if conn.info.transaction_status != pq.TransactionStatus.IDLE:
         raise GenerateError("the connection is inside a transaction; generate() commits per step")
     info = inspect_schema(conn)
@@ -92,17 +106,33 @@ def generate(
     elif end.tzinfo is not None:
         end = end.astimezone(UTC).replace(tzinfo=None)
     assert end is not None
+    if not conn.autocommit:
+        conn.commit()  # back to idle: each step below is its own transaction
+    lock = threading.Lock()
+    say = progress or (lambda _m: None)
+
+    def serialised(msg: str) -> None:
+        with lock:
+            say(msg)
+
     g = _Generator(
-        conn,
-        info,
-        seed=seed,
-        scale=scale,
-        salons=salons,
-        end=end,
-        days=days,
-        progress=progress or (lambda _m: None),
+        conn, info, seed=seed, scale=scale, salons=salons, end=end, days=days, progress=serialised
     )
-    return g.run()
+    return g.run(workers=workers)
+
+
+def _connect_like(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """A second connection to the same database and schema search path as `conn`."""
+    extra: dict[str, Any] = {}
+    if conn.info.password:
+        extra["password"] = conn.info.password
+    other = psycopg.connect(conn.info.dsn, autocommit=True, **extra)
+    path = conn.execute("SELECT current_setting('search_path')").fetchone()
+    if not conn.autocommit:
+        conn.commit()
+    if path is not None:
+        other.execute("SELECT set_config('search_path', %s, false)", (path[0],))
+    return other
 
 
 class _Generator:
@@ -177,51 +207,114 @@ class _Generator:
 
     # -- the run ----------------------------------------------------------
 
-    def run(self) -> dict[str, int]:
+    def _helper(self, conn: psycopg.Connection[Any]) -> _Generator:
+        h = _Generator(
+            conn, self.info, seed=self.seed, scale=self.scale, salons=self.n, end=self.end,
+            days=0, progress=self.progress,
+        )  # fmt: skip
+        h.start = self.start
+        return h
+
+    def run(self, *, workers: int) -> dict[str, int]:
         t0 = time.monotonic()
         self._step("salons", self._salons)
         self._step("masters", self._masters)
         self._step("templates", self._templates)
-        self._step("bookings", self._bookings)
+        days: list[tuple[datetime, datetime]] = []
         day = self.start
-        ndays = 0
-        total_days = max(1, round((self.end - self.start).total_seconds() / 86400))
         while day < self.end:
-            nxt = min(day + timedelta(days=1), self.end)
-            ndays += 1
-            t1 = time.monotonic()
-            with self.conn.transaction():
-                self._begin_step(f"messages:{day.isoformat()}")
-                m = self._messages(day, nxt)
-                self._begin_step(f"ai:{day.isoformat()}")
-                a = self._ai(day, nxt)
-                self._begin_step(f"webhooks:{day.isoformat()}")
-                w = self._webhooks(day, nxt)
-                self._begin_step(f"cache:{day.isoformat()}")
-                self._cache(day, nxt)
-            self.progress(
-                f"day {ndays}/{total_days} ({day:%Y-%m-%d %H:%M}): messages {m}, "
-                f"ai_conversations {a}, webhook_logs {w} in {time.monotonic() - t1:.1f}s"
-            )
-            day = nxt
-        self._step("conversations", self._conversations)
-        if self.info.has_table("intent_analytics") and self.info.has_column(
-            "ai_messages", "intent"
-        ):
-            self._step("intent_analytics", self._intent_analytics)
-        t1 = time.monotonic()
+            days.append((day, min(day + timedelta(days=1), self.end)))
+            day = days[-1][1]
         tables = [t for t in TABLES if self.info.has_table(t)]
+        counts: dict[str, int] = {}
+        other_conn = _connect_like(self.conn) if workers > 1 else None
+        try:
+            other = self._helper(other_conn) if other_conn is not None else self
+            # Two independent lanes: everything else on conn, the AI tables on the other.
+            lane_a: list[Callable[[], None]] = [lambda: self._step("bookings", self._bookings)]
+            lane_b: list[Callable[[], None]] = []
+            for k, (a, b) in enumerate(days, 1):
+                label = f"day {k}/{len(days)} ({a:%Y-%m-%d %H:%M})"
+                lane_a.append(partial(self._day, label, a, b, ("messages", "webhooks")))
+                lane_b.append(partial(other._day, label, a, b, ("ai", "cache")))
+            self._lanes(lane_a, lane_b, parallel=other is not self)
+            final_b: list[Callable[[], None]] = []
+            if self.info.has_table("intent_analytics") and self.info.has_column(
+                "ai_messages", "intent"
+            ):
+                final_b.append(lambda: other._step("intent_analytics", other._intent_analytics))
+            self._lanes(
+                [lambda: self._step("conversations", self._conversations)],
+                final_b,
+                parallel=other is not self,
+            )
+            t1 = time.monotonic()
+            half = len(tables) // 2
+            self._lanes(
+                [lambda: self._analyze_and_count(tables[:half], counts)],
+                [lambda: other._analyze_and_count(tables[half:], counts)],
+                parallel=other is not self,
+            )
+            self.progress(f"analyze and count in {time.monotonic() - t1:.1f}s")
+        finally:
+            if other_conn is not None:
+                other_conn.close()
+        if not self.conn.autocommit:
+            self.conn.commit()
+        self.progress(f"done in {time.monotonic() - t0:.1f}s: {sum(counts.values())} rows")
+        return {t: counts[t] for t in tables}
+
+    def _lanes(
+        self, a: list[Callable[[], None]], b: list[Callable[[], None]], *, parallel: bool
+    ) -> None:
+        """Run two task lists, in two threads when `parallel`; the first error stops both."""
+        if not parallel:
+            for task in a + b:
+                task()
+            return
+        failed = threading.Event()
+        errors: list[BaseException] = []
+
+        def lane(tasks: list[Callable[[], None]]) -> None:
+            try:
+                for task in tasks:
+                    if failed.is_set():
+                        return
+                    task()
+            except BaseException as e:
+                errors.append(e)
+                failed.set()
+
+        t = threading.Thread(target=lane, args=(b,), name="wasp-datagen-b", daemon=True)
+        t.start()
+        lane(a)
+        t.join()
+        if errors:
+            raise errors[0]
+
+    def _day(self, label: str, a: datetime, b: datetime, streams: tuple[str, ...]) -> None:
+        t1 = time.monotonic()
+        done: list[str] = []
+        with self.conn.transaction():
+            for s in streams:
+                self._begin_step(f"{s}:{a.isoformat()}")
+                if s == "messages":
+                    done.append(f"messages {self._messages(a, b)}")
+                elif s == "webhooks":
+                    done.append(f"webhook_logs {self._webhooks(a, b)}")
+                elif s == "ai":
+                    done.append(f"ai_conversations {self._ai(a, b)}")
+                else:
+                    done.append(f"ai_response_cache {self._cache(a, b)}")
+        self.progress(f"{label}: {', '.join(done)} in {time.monotonic() - t1:.1f}s")
+
+    def _analyze_and_count(self, tables: list[str], counts: dict[str, int]) -> None:
         for t in tables:
             self.conn.execute(f"ANALYZE {t}")
-        self.progress(f"analyze in {time.monotonic() - t1:.1f}s")
-        counts: dict[str, int] = {}
-        for t in tables:
             row = self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()
             counts[t] = int(row[0]) if row else 0
         if not self.conn.autocommit:
             self.conn.commit()
-        self.progress(f"done in {time.monotonic() - t0:.1f}s: {sum(counts.values())} rows")
-        return counts
 
     def _step(self, name: str, fn: Callable[[], int]) -> None:
         t1 = time.monotonic()
@@ -660,10 +753,12 @@ class _Generator:
             WITH c AS MATERIALIZED (
                 SELECT x.id, x.created_at, {self._salon_id("rank")} AS salon_id,
                        {self._phone("rank", "u_cust")} AS phone,
-                       CASE WHEN u_mix < 0.8 THEN {pick(pref, models)} ELSE {pick("u_model", models)} END
+                       CASE WHEN u_mix < 0.8 THEN {pick("u_pref", models)} ELSE {pick("u_model", models)} END
                            AS ai_model,
                        2 * (1 + least(5, floor(-ln(1 - u_len) / ln(2))))::int - (u_odd < 0.03)::int AS k,
                        40 + 80 * -ln(1 - u_gap) AS gap_s
+                FROM (
+                SELECT x0.*, {pref} AS u_pref  -- each salon mostly uses its own model
                 FROM (
                     SELECT {uuid_of(str(self.seed), "'aic'", "h.key", "g.n")} AS id,
                            h.ts + random() * h.w * interval '1 second' AS created_at,
@@ -671,6 +766,8 @@ class _Generator:
                            random() AS u_cust, random() AS u_mix, random() AS u_model,
                            random() AS u_len, random() AS u_gap, random() AS u_odd
                     FROM {self._BUCKET_ROWS}
+                ) x0
+                OFFSET 0
                 ) x
             ), m AS MATERIALIZED (
                 SELECT z.*,
@@ -746,45 +843,62 @@ class _Generator:
             + " END"
         )
         ts = "extract(epoch FROM created_at)::bigint::text"
-        wamid = "'wamid.HBgL' || upper(substr(md5(id), 1, 28))"
-        pnid = f"coalesce({phone_number_id('prank')}, '100000000000000')"
-        whatsapp = (
-            "jsonb_build_object('object', 'whatsapp_business_account', 'entry', jsonb_build_array("
-            "jsonb_build_object('id', {pnid}, 'changes', jsonb_build_array(jsonb_build_object("
-            "'field', 'messages', 'value', {value})))))"
-        )
-        received = whatsapp.format(
-            pnid=pnid,
-            value=(
-                "jsonb_build_object('messaging_product', 'whatsapp', 'messages', jsonb_build_array("
-                f"jsonb_build_object('from', phone, 'id', {wamid}, 'timestamp', {ts}, 'type', 'text',"
-                f" 'text', jsonb_build_object('body', {choose('u_txt', WORDS['customer_texts'])}))))"
+        wamid = StrExpr("'wamid.HBgL' || upper(substr(md5(id), 1, 28))")
+        ts = StrExpr("extract(epoch FROM created_at)::bigint::text")
+        pnid = StrExpr(f"coalesce({phone_number_id('prank')}, '100000000000000')")
+        phone = StrExpr("phone")
+
+        def jchoose(u: str, options: tuple[str, ...]) -> JsonExpr:
+            return JsonExpr(choose(u, [json.dumps(o) for o in options]))
+
+        def whatsapp(value: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "object": "whatsapp_business_account",
+                "entry": [{"id": pnid, "changes": [{"field": "messages", "value": value}]}],
+            }
+
+        received = whatsapp({
+            "messaging_product": "whatsapp",
+            "messages": [{
+                "from": phone, "id": wamid, "timestamp": ts, "type": "text",
+                "text": {"body": jchoose("u_txt", WORDS["customer_texts"])},
+            }],
+        })  # fmt: skip
+        status_upd = whatsapp({
+            "messaging_product": "whatsapp",
+            "statuses": [{
+                "id": wamid, "status": jchoose("u_txt", ("sent", "delivered", "read")),
+                "timestamp": ts, "recipient_id": phone,
+            }],
+        })  # fmt: skip
+        calendar = {
+            "kind": "api#channel",
+            "resourceState": jchoose("u_txt", ("exists", "sync", "not_exists")),
+            "channelId": StrExpr("substr(md5(id), 1, 16)"),
+            "resourceId": StrExpr("substr(md5(id || 'r'), 1, 20)"),
+        }
+        payment = {
+            "type": jchoose(
+                "u_txt",
+                ("payment_intent.succeeded", "payment_intent.payment_failed", "charge.refunded"),
             ),
-        )
-        status_upd = whatsapp.format(
-            pnid=pnid,
-            value=(
-                "jsonb_build_object('messaging_product', 'whatsapp', 'statuses', jsonb_build_array("
-                f"jsonb_build_object('id', {wamid}, 'status', {choose('u_txt', ('sent', 'delivered', 'read'))},"
-                f" 'timestamp', {ts}, 'recipient_id', phone)))"
-            ),
-        )
-        payload = f"""CASE event_type
-            WHEN 'message_received' THEN {received}
-            WHEN 'status_update' THEN {status_upd}
-            WHEN 'calendar_sync' THEN jsonb_build_object('kind', 'api#channel',
-                'resourceState', {choose("u_txt", ("exists", "sync", "not_exists"))},
-                'channelId', substr(md5(id), 1, 16), 'resourceId', substr(md5(id || 'r'), 1, 20))
-            WHEN 'payment' THEN jsonb_build_object('type',
-                {choose("u_txt", ("payment_intent.succeeded", "payment_intent.payment_failed", "charge.refunded"))},
-                'amount', 1500 + floor(u_txt * 12000)::int, 'currency', 'usd',
-                'id', 'pi_' || substr(md5(id), 1, 24))
-            WHEN 'template_status_update' THEN jsonb_build_object('event',
-                {choose("u_txt", ("APPROVED", "REJECTED", "PENDING"))},
-                'message_template_id', floor(u_txt * 1e12)::bigint,
-                'message_template_name', {choose("u_ev", WORDS["template_names"])})
-            ELSE jsonb_build_object('field', 'account_update', 'phone_number', phone,
-                'event', 'VERIFIED_ACCOUNT') END"""
+            "amount": JsonExpr("(1500 + floor(u_txt * 12000)::int)::text"),
+            "currency": "usd",
+            "id": StrExpr("'pi_' || substr(md5(id), 1, 24)"),
+        }
+        template = {
+            "event": jchoose("u_txt", ("APPROVED", "REJECTED", "PENDING")),
+            "message_template_id": JsonExpr("floor(u_txt * 1e12)::bigint::text"),
+            "message_template_name": jchoose("u_ev", WORDS["template_names"]),
+        }
+        account = {"field": "account_update", "phone_number": phone, "event": "VERIFIED_ACCOUNT"}
+        payload = f"""(CASE event_type
+            WHEN 'message_received' THEN {json_text(received)}
+            WHEN 'status_update' THEN {json_text(status_upd)}
+            WHEN 'calendar_sync' THEN {json_text(calendar)}
+            WHEN 'payment' THEN {json_text(payment)}
+            WHEN 'template_status_update' THEN {json_text(template)}
+            ELSE {json_text(account)} END)::jsonb"""
         has_pt = self.info.has_column("webhook_logs", "processing_time_ms")
         pt_col = ", processing_time_ms" if has_pt else ""
         pt_val = ", CASE WHEN status = 'received' THEN NULL ELSE ptime END" if has_pt else ""

@@ -6,12 +6,17 @@ no user-supplied string ever reaches these functions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 from wasp.datagen.profile import SALON_SKEW, cumulative
 
 __all__ = [
+    "JsonExpr",
+    "StrExpr",
     "choose",
+    "json_text",
     "lit",
     "phone_number_id",
     "pick",
@@ -22,10 +27,10 @@ __all__ = [
 
 
 def lit(v: str | float | int) -> str:
-    """A SQL literal for one of our constants (strings must not contain % or braces)."""
+    """A SQL literal for one of our constants (strings must not contain %, psycopg's placeholder)."""
     if isinstance(v, str):
-        if any(c in v for c in "%{}"):
-            raise ValueError(f"literal {v!r} contains a character reserved by the query builder")
+        if "%" in v:
+            raise ValueError(f"literal {v!r} contains %, which psycopg reads as a placeholder")
         return "'" + v.replace("'", "''") + "'"
     return repr(v)
 
@@ -67,3 +72,55 @@ def salon_weight(rank: str, salons: int) -> str:
 def phone_number_id(rank: str) -> str:
     """The WhatsApp phone_number_id of the salon of this rank (15 digits, unique)."""
     return f"(100000000000000 + {rank}::bigint * 7919 + 104729)::text"
+
+
+class StrExpr(str):
+    """A SQL text expression to embed as a JSON string (its values need no JSON escaping)."""
+
+
+class JsonExpr(str):
+    """A SQL text expression that already yields JSON text."""
+
+
+def json_text(obj: Any) -> str:
+    """SQL building `obj` as JSON text by concatenation, with StrExpr/JsonExpr leaves computed per row.
+
+    Several times cheaper than nested jsonb_build_object(); cast the result to jsonb.
+    """
+    pieces: list[tuple[bool, str]] = []  # (is_sql, text)
+
+    def emit(o: Any) -> None:
+        if isinstance(o, StrExpr):
+            pieces.extend([(False, '"'), (True, str(o)), (False, '"')])
+        elif isinstance(o, JsonExpr):
+            pieces.append((True, str(o)))
+        elif isinstance(o, dict):
+            pieces.append((False, "{"))
+            for i, (k, v) in enumerate(o.items()):
+                pieces.append((False, ("," if i else "") + json.dumps(k) + ":"))
+                emit(v)
+            pieces.append((False, "}"))
+        elif isinstance(o, list):
+            pieces.append((False, "["))
+            for i, v in enumerate(o):
+                if i:
+                    pieces.append((False, ","))
+                emit(v)
+            pieces.append((False, "]"))
+        else:
+            pieces.append((False, json.dumps(o)))
+
+    emit(obj)
+    out: list[str] = []
+    literal = ""
+    for is_sql, text in pieces:
+        if is_sql:
+            if literal:
+                out.append(lit(literal))
+                literal = ""
+            out.append(f"({text})")
+        else:
+            literal += text
+    if literal:
+        out.append(lit(literal))
+    return "(" + " || ".join(out) + ")"
