@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -523,6 +524,24 @@ async def test_exposition_passes_promtool(v2: AppDB, tmp_path: Path) -> None:
                            text=True, timeout=60)
     assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), (
         check.stdout + check.stderr)
+
+
+@pytest.mark.parametrize("variant", ["v1", "v2"])
+def test_recommended_indexes_apply_and_serve_the_pack(variant: str, request: pytest.FixtureRequest,
+                                                     pg: LocalCluster) -> None:
+    """app_indexes.sql runs on both schemas, twice without harm, and the newest-webhook lookup uses it."""
+    db: AppDB = request.getfixturevalue(variant)
+    script = resources.files("wasp").joinpath("sql/app_indexes.sql").read_text()
+    for _ in range(2):
+        pg.psql(script, dbname=db.name)
+    with psycopg.connect(db.su_dsn, autocommit=True) as conn:
+        made = {r[0] for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE indexname LIKE 'wasp\\_%'")}
+        assert len(made) == script.count("CREATE INDEX")
+        conn.execute("ANALYZE")
+        [newest] = [q for q in load_pack("app") if q.name == "webhook_newest"]
+        plan = "\n".join(r[0] for r in conn.execute(b"EXPLAIN " + newest.sql.encode()))
+    assert "Index Only Scan" in plan and "wasp_webhook_logs_created_at_idx" in plan, plan
 
 
 def test_window_blocks_say_what_the_sql_says(v2: AppDB) -> None:
