@@ -20,7 +20,9 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,10 @@ def main(args: argparse.Namespace) -> int:
     from .backup_ops import BackupContext, JobFailed
 
     ctx = BackupContext(settings, status_dir)
+    # SIGTERM (docker stop, systemd) ends a job like Ctrl-C: pgBackRest stopped, attempt recorded
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         rc: int = args.backup_func(ctx, args)
     except JobFailed as e:
@@ -142,7 +148,14 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
     return rc
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _cmd_init(ctx: Any, args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from ..pgcluster import find_bindir, free_port
-from .backup_ops import BackupContext, JobFailed, Progress, info_from_result
+from .backup_ops import INTERRUPTED, BackupContext, JobFailed, Progress, info_from_result
 from .backup_pgbackrest import (
     PgBackRest,
     StanzaInfo,
@@ -108,6 +108,7 @@ def run_drill(ctx: BackupContext, *, label: str | None = None,
     result = DrillResult(ok=False, label=None)
     info: StanzaInfo | None = None
     scratch: ScratchCluster | None = None
+    interrupted = False
     try:
         with ctx.lock(wait=lock_wait):
             if not ctx.secrets.passphrase:
@@ -144,6 +145,10 @@ def run_drill(ctx: BackupContext, *, label: str | None = None,
         result.error = f"{type(e).__name__}: {e}"
         result.exit_code = 1
         log.error("drill failed: %s", result.error)
+    except KeyboardInterrupt:
+        result.error = "interrupted"
+        result.exit_code = INTERRUPTED
+        interrupted = True
     finally:
         if scratch is not None:
             if keep and result.error is None:
@@ -180,6 +185,8 @@ def run_drill(ctx: BackupContext, *, label: str | None = None,
         passphrase_source=ctx.settings.passphrase.describe(),
         verdicts=verdicts,
     )
+    if interrupted:
+        raise KeyboardInterrupt
     if result.ok:
         log.info("drill passed: backup %s restored and checked in %.1fs (RTO), %d checks",
                  result.label, result.rto_seconds, len(result.checks))

@@ -60,6 +60,9 @@ __all__ = [
 
 log = logging.getLogger("wasp.backup")
 
+#: exit code recorded for a job stopped by SIGINT/SIGTERM (128 + SIGINT, as shells do)
+INTERRUPTED = 130
+
 
 class JobFailed(Exception):
     """A job failed; `exit_code` is pgBackRest's (or 1); `usage` marks a configuration problem."""
@@ -248,6 +251,9 @@ def init_stanza(ctx: BackupContext, *, restart: bool = False) -> dict[str, Any]:
     except (OSError, RuntimeError) as e:
         rec.finish(ok=False, exit_code=1, error=str(e))
         raise JobFailed(str(e)) from e
+    except KeyboardInterrupt:
+        rec.finish(ok=False, exit_code=INTERRUPTED, error="interrupted")
+        raise
     return rec.finish(ok=True, exit_code=0, restarted=restarted,
                       archive_command=archive_command(s))
 
@@ -341,6 +347,9 @@ def run_backup(ctx: BackupContext, type_: str, *, lock_wait: float = 3600.0) -> 
     except (OSError, RuntimeError) as e:
         rec.finish(ok=False, exit_code=1, error=str(e))
         raise JobFailed(str(e)) from e
+    except KeyboardInterrupt:
+        rec.finish(ok=False, exit_code=INTERRUPTED, error="interrupted")
+        raise
     return rec.finish(ok=True, exit_code=0, **result)
 
 
@@ -417,6 +426,9 @@ def verify_repo(ctx: BackupContext, *, lock_wait: float = 3600.0) -> dict[str, A
                                      on_line=lines.append)
     except JobFailed as e:
         rec.finish(ok=False, exit_code=e.exit_code, error=str(e))
+        raise
+    except KeyboardInterrupt:
+        rec.finish(ok=False, exit_code=INTERRUPTED, error="interrupted")
         raise
     report = parse_verify("\n".join(lines), r.returncode if not r.timed_out else 1)
     for ln in lines:

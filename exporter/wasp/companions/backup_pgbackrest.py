@@ -252,14 +252,20 @@ class PgBackRest:
         timed_out = False
         deadline = None if timeout is None else start + timeout
         assert proc.stdout is not None
-        with proc.stdout:
-            if deadline is not None:
-                watchdog = _Watchdog(proc, deadline)
-                watchdog.start()
-            for raw in iter(proc.stdout.readline, b""):
-                chunks.append(raw)
-                if on_line is not None:
-                    on_line(raw.decode("utf-8", "replace").rstrip("\n"))
+        try:
+            with proc.stdout:
+                if deadline is not None:
+                    watchdog = _Watchdog(proc, deadline)
+                    watchdog.start()
+                for raw in iter(proc.stdout.readline, b""):
+                    chunks.append(raw)
+                    if on_line is not None:
+                        on_line(raw.decode("utf-8", "replace").rstrip("\n"))
+        except BaseException:
+            # interrupted (SIGINT/SIGTERM) or a callback failed: pgBackRest must not run on alone
+            _kill_group(proc.pid)
+            proc.wait()
+            raise
         rc = proc.wait()
         if deadline is not None:
             watchdog.cancel()
@@ -280,6 +286,10 @@ class PgBackRest:
             _kill_group(proc.pid)
             out, err = proc.communicate()
             timed_out = True
+        except BaseException:
+            _kill_group(proc.pid)
+            proc.wait()
+            raise
         return ProcResult(tuple(argv), proc.returncode, out, err, time.monotonic() - start, timed_out)
 
     async def capture_async(self, command: str, *options: str, timeout: float,
