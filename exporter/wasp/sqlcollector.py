@@ -12,11 +12,11 @@ from .config import QueryDef, ValueDef
 from .db import DBError, Result
 from .model import Family, Sample
 
-__all__ = ["SqlCollector", "families_from_rows", "to_float"]
+__all__ = ["QueryCollector", "SqlCollector", "families_from_rows", "to_float"]
 
 
-class SqlCollector(Collector):
-    """Runs one QueryDef against one target."""
+class QueryCollector(Collector):
+    """A collector defined by a QueryDef: schedule, limits and role come from the query."""
 
     def __init__(self, query: QueryDef, target: str) -> None:
         self.query = query
@@ -26,6 +26,10 @@ class SqlCollector(Collector):
         self.timeout = query.timeout
         self.max_series = query.max_series
         self.role = query.role
+
+
+class SqlCollector(QueryCollector):
+    """Runs one QueryDef's SQL in full against one target."""
 
     async def collect(self, ctx: CollectContext) -> list[Family]:
         """Run the SQL once and build families from its rows."""

@@ -49,7 +49,7 @@ from .collector import CollectContext, CollectError, Collector
 from .config import QueryDef, WindowDef
 from .db import DBError, Result, TargetDB
 from .model import Family
-from .sqlcollector import families_from_rows, to_float
+from .sqlcollector import QueryCollector, families_from_rows, to_float
 
 __all__ = ["Agg", "WindowCollector", "make_window_collector", "parse_aggregate", "plan_window"]
 
@@ -249,20 +249,14 @@ def _escape(sql: str) -> str:
     return sql.replace("%", "%%")
 
 
-class WindowCollector(Collector):
+class WindowCollector(QueryCollector):
     """Evaluates a declared window query incrementally."""
 
     def __init__(self, query: QueryDef, target: str, plan: WindowPlan, *,
                  clock: Callable[[], float] | None = None, full_every: float = FULL_EVERY) -> None:
         assert query.window is not None
-        self.query = query
+        super().__init__(query, target)
         self.window: WindowDef = query.window
-        self.name = query.name
-        self.target = target
-        self.interval = query.interval
-        self.timeout = query.timeout
-        self.max_series = query.max_series
-        self.role = query.role
         self.plan = plan
         self.aggs = list(plan.aggs)
         self.clock = clock
