@@ -79,7 +79,8 @@ def generate(
     """Load `days` of history ending at `end` (UTC) into empty application tables; row counts per table.
 
     With `workers` = 2 a second connection (same connection parameters and search_path as
-    `conn`) loads the AI tables while `conn` loads the rest; the rows are the same either way.
+    `conn`) loads bookings and the AI tables while `conn` loads messages and webhooks; the
+    rows are the same either way.
     `progress` may then be called from that helper thread too (calls are serialised).
     """
     if days < 0:
@@ -230,9 +231,10 @@ class _Generator:
         other_conn = _connect_like(self.conn) if workers > 1 else None
         try:
             other = self._helper(other_conn) if other_conn is not None else self
-            # Two independent lanes: everything else on conn, the AI tables on the other.
-            lane_a: list[Callable[[], None]] = [lambda: self._step("bookings", self._bookings)]
-            lane_b: list[Callable[[], None]] = []
+            # Two independent lanes of about equal work: messages and webhooks on conn;
+            # bookings, reminders and the AI tables on the other connection.
+            lane_a: list[Callable[[], None]] = []
+            lane_b: list[Callable[[], None]] = [lambda: other._step("bookings", other._bookings)]
             for k, (a, b) in enumerate(days, 1):
                 label = f"day {k}/{len(days)} ({a:%Y-%m-%d %H:%M})"
                 lane_a.append(partial(self._day, label, a, b, ("messages", "webhooks")))
@@ -249,10 +251,12 @@ class _Generator:
                 parallel=other is not self,
             )
             t1 = time.monotonic()
-            half = len(tables) // 2
+            mine = [t for t in tables if t not in ("conversations", "intent_analytics")
+                    and not t.startswith("ai_")]  # fmt: skip
+            theirs = [t for t in tables if t not in mine]
             self._lanes(
-                [lambda: self._analyze_and_count(tables[:half], counts)],
-                [lambda: other._analyze_and_count(tables[half:], counts)],
+                [lambda: self._analyze_and_count(mine, counts)],
+                [lambda: other._analyze_and_count(theirs, counts)],
                 parallel=other is not self,
             )
             self.progress(f"analyze and count in {time.monotonic() - t1:.1f}s")
