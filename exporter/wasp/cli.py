@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -28,6 +29,7 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "datagen": ("wasp.datagen.cli", "create the application schema and load synthetic data"),
     "backup": ("wasp.companions.backup", "pgBackRest backups, WAL archiving and restore drills"),
     "replica": ("wasp.companions.replica", "streaming replicas: setup, status, promote, rejoin"),
+    "catalog": ("wasp.catalog", "list every metric wasp exports (the metric catalog)"),
     "rules": ("wasp.rules", "generate Prometheus alert and recording rules"),
     "dashboards": ("wasp.dashboards", "generate Grafana dashboards"),
 }
@@ -214,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into head and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -29,6 +29,28 @@ Sample = tuple[tuple[str, ...], float]
 
 
 @dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """What a metric is: name, type, labels (as the collector emits them), help, unit."""
+
+    name: str
+    type: MetricType
+    labels: tuple[str, ...]
+    help: str
+    unit: str | None = None
+    #: True when the engine prepends the `target` label (collectors bound to a target)
+    target: bool = False
+
+    @property
+    def exported_labels(self) -> tuple[str, ...]:
+        """Labels as they appear in the exposition."""
+        return ("target", *self.labels) if self.target else self.labels
+
+    def family(self, samples: tuple[Sample, ...] | list[Sample]) -> Family:
+        """A family of this metric with `samples`."""
+        return Family(self.name, self.type, self.help, self.labels, tuple(samples))
+
+
+@dataclass(frozen=True, slots=True)
 class Family:
     """One metric family: name, type, help, label names and samples."""
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..collector import CollectContext, CollectError, Collector
@@ -46,13 +45,12 @@ from ..companions.backup_records import (
 )
 from ..config import Config
 from ..db import DBError
-from ..model import Family, MetricType, Sample, check_metric_name
+from ..model import Family, MetricSpec, MetricType, Sample, check_metric_name
 
 __all__ = [
     "METRICS",
     "BackupInfoCollector",
     "BackupRecordsCollector",
-    "MetricSpec",
     "WalArchiveCollector",
     "build_collectors",
     "families_from_info",
@@ -63,14 +61,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class MetricSpec:
-    """Name, type, labels and help of one metric of the pack."""
-
-    name: str
-    type: MetricType
-    labels: tuple[str, ...]
-    help: str
+def _wal_spec(name: str, type_: MetricType, labels: tuple[str, ...], help_: str) -> MetricSpec:
+    # the WAL archive collector is bound to the stanza's target: the engine adds `target`
+    return MetricSpec(name, type_, labels, help_, target=True)
 
 
 _R = ("stanza", "repo")
@@ -160,20 +153,20 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in (
     MetricSpec("wasp_backup_verify_invalid_files", "gauge", _S,
                "Invalid or missing files the last verify reported."),
     # database (collector wal_archive)
-    MetricSpec("wasp_wal_archive_enabled", "gauge", _S, "1 when archive_mode is on or always."),
-    MetricSpec("wasp_wal_archive_last_archived_timestamp_seconds", "gauge", _S,
+    _wal_spec("wasp_wal_archive_enabled", "gauge", _S, "1 when archive_mode is on or always."),
+    _wal_spec("wasp_wal_archive_last_archived_timestamp_seconds", "gauge", _S,
                "Time the newest WAL file was archived (pg_stat_archiver)."),
-    MetricSpec("wasp_wal_archive_last_archived_age_seconds", "gauge", _S,
+    _wal_spec("wasp_wal_archive_last_archived_age_seconds", "gauge", _S,
                "Seconds since the newest WAL file was archived; grows on an idle database too."),
-    MetricSpec("wasp_wal_archive_archived_total", "counter", _S,
+    _wal_spec("wasp_wal_archive_archived_total", "counter", _S,
                "WAL files archived (pg_stat_archiver; resets with its statistics)."),
-    MetricSpec("wasp_wal_archive_failures_total", "counter", _S,
+    _wal_spec("wasp_wal_archive_failures_total", "counter", _S,
                "Failed WAL archive attempts (pg_stat_archiver; resets with its statistics)."),
-    MetricSpec("wasp_wal_archive_last_failed_timestamp_seconds", "gauge", _S,
+    _wal_spec("wasp_wal_archive_last_failed_timestamp_seconds", "gauge", _S,
                "Time of the last failed WAL archive attempt."),
-    MetricSpec("wasp_wal_archive_ready_segments", "gauge", _S,
+    _wal_spec("wasp_wal_archive_ready_segments", "gauge", _S,
                "WAL files waiting to be archived (.ready files in pg_wal/archive_status)."),
-    MetricSpec("wasp_wal_archive_unarchived_bytes", "gauge", _S,
+    _wal_spec("wasp_wal_archive_unarchived_bytes", "gauge", _S,
                "WAL bytes written but not yet archived: current LSN minus the end of the last "
                "archived segment. The live RPO in bytes; unlike the age it does not grow "
                "while the database is idle."),

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -25,10 +24,10 @@ from psycopg import errors as pgerrors
 
 from ..collector import CollectContext, CollectError, Collector
 from ..config import Config, ConfigError
-from ..model import Family, MetricType, Sample
+from ..model import Family, MetricSpec, MetricType, Sample
 from ..yamlnodes import Node
 
-__all__ = ["METRICS", "MetricSpec", "PgBouncerCollector", "build_collectors", "families_from_show"]
+__all__ = ["METRICS", "PgBouncerCollector", "build_collectors", "families_from_show"]
 
 log = logging.getLogger(__name__)
 
@@ -41,64 +40,60 @@ OPTIONS: dict[str, float] = {"interval": 15.0, "timeout": 5.0}
 Rows = list[dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class MetricSpec:
-    """One metric of the pack: name, type, label names, help."""
-
-    name: str
-    type: MetricType
-    labels: tuple[str, ...]
-    help: str
-
-
 _POOL = ("database", "user")
+
+
+def _spec(name: str, type_: MetricType, labels: tuple[str, ...], help_: str) -> MetricSpec:
+    return MetricSpec(name, type_, labels, help_, target=True)
+
+
 #: every metric the pack exports (the catalog and the docs read this)
 METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("wasp_pgbouncer_pool_clients", "gauge", (*_POOL, "state"),
+    _spec("wasp_pgbouncer_pool_clients", "gauge", (*_POOL, "state"),
                "Client connections of the pool by state: active (linked to a server or idle), "
                "waiting (for a server), and the cancel-request states."),
-    MetricSpec("wasp_pgbouncer_pool_servers", "gauge", (*_POOL, "state"),
+    _spec("wasp_pgbouncer_pool_servers", "gauge", (*_POOL, "state"),
                "Server connections of the pool by state: active (linked to a client), idle, "
                "used (to be checked before reuse), tested, login, and the cancel states."),
-    MetricSpec("wasp_pgbouncer_pool_client_max_wait_seconds", "gauge", _POOL,
+    _spec("wasp_pgbouncer_pool_client_max_wait_seconds", "gauge", _POOL,
                "How long the oldest waiting client of the pool has waited (0 when none waits)."),
-    MetricSpec("wasp_pgbouncer_pool_size", "gauge", _POOL,
+    _spec("wasp_pgbouncer_pool_size", "gauge", _POOL,
                "Server connections the pool may open (the database's pool_size)."),
-    MetricSpec("wasp_pgbouncer_pool_usage_ratio", "gauge", _POOL,
+    _spec("wasp_pgbouncer_pool_usage_ratio", "gauge", _POOL,
                "Active server connections over pool size: 1 means every server is busy "
                "(above 1 when the reserve pool is in use)."),
-    MetricSpec("wasp_pgbouncer_transactions_total", "counter", ("database",),
+    _spec("wasp_pgbouncer_transactions_total", "counter", ("database",),
                "Transactions pooled (SHOW STATS total_xact_count)."),
-    MetricSpec("wasp_pgbouncer_queries_total", "counter", ("database",),
+    _spec("wasp_pgbouncer_queries_total", "counter", ("database",),
                "Queries pooled (SHOW STATS total_query_count)."),
-    MetricSpec("wasp_pgbouncer_received_bytes_total", "counter", ("database",),
+    _spec("wasp_pgbouncer_received_bytes_total", "counter", ("database",),
                "Bytes received from clients."),
-    MetricSpec("wasp_pgbouncer_sent_bytes_total", "counter", ("database",),
+    _spec("wasp_pgbouncer_sent_bytes_total", "counter", ("database",),
                "Bytes sent to clients."),
-    MetricSpec("wasp_pgbouncer_transaction_time_seconds_total", "counter", ("database",),
+    _spec("wasp_pgbouncer_transaction_time_seconds_total", "counter", ("database",),
                "Time spent in transactions while connected to a server."),
-    MetricSpec("wasp_pgbouncer_query_time_seconds_total", "counter", ("database",),
+    _spec("wasp_pgbouncer_query_time_seconds_total", "counter", ("database",),
                "Time spent in queries while connected to a server."),
-    MetricSpec("wasp_pgbouncer_client_wait_time_seconds_total", "counter", ("database",),
+    _spec("wasp_pgbouncer_client_wait_time_seconds_total", "counter", ("database",),
                "Time clients spent waiting for a server."),
-    MetricSpec("wasp_pgbouncer_database_pool_size", "gauge", ("database",),
+    _spec("wasp_pgbouncer_database_pool_size", "gauge", ("database",),
                "Configured pool size of the database (per user pool)."),
-    MetricSpec("wasp_pgbouncer_database_reserve_pool_size", "gauge", ("database",),
+    _spec("wasp_pgbouncer_database_reserve_pool_size", "gauge", ("database",),
                "Extra server connections the database may open when clients wait too long."),
-    MetricSpec("wasp_pgbouncer_database_max_connections", "gauge", ("database",),
+    _spec("wasp_pgbouncer_database_max_connections", "gauge", ("database",),
                "Maximum server connections for the database over all its pools (0 = unlimited)."),
-    MetricSpec("wasp_pgbouncer_database_current_connections", "gauge", ("database",),
+    _spec("wasp_pgbouncer_database_current_connections", "gauge", ("database",),
                "Server connections open for the database now."),
-    MetricSpec("wasp_pgbouncer_database_paused", "gauge", ("database",),
+    _spec("wasp_pgbouncer_database_paused", "gauge", ("database",),
                "1 when the database is paused (PAUSE)."),
-    MetricSpec("wasp_pgbouncer_database_disabled", "gauge", ("database",),
+    _spec("wasp_pgbouncer_database_disabled", "gauge", ("database",),
                "1 when the database is disabled (DISABLE): new clients are refused."),
-    MetricSpec("wasp_pgbouncer_list_items", "gauge", ("list",),
+    _spec("wasp_pgbouncer_list_items", "gauge", ("list",),
                "Entries of PgBouncer's internal lists (SHOW LISTS): databases, users, pools, "
                "free/used/login clients, free/used servers, DNS."),
-    MetricSpec("wasp_pgbouncer_max_client_connections", "gauge", (),
+    _spec("wasp_pgbouncer_max_client_connections", "gauge", (),
                "The max_client_conn setting: client connections PgBouncer accepts in all."),
-    MetricSpec("wasp_pgbouncer_version_info", "gauge", ("version",),
+    _spec("wasp_pgbouncer_version_info", "gauge", ("version",),
                "Always 1; the version label holds the PgBouncer version."),
 )
 

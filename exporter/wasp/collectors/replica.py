@@ -18,10 +18,10 @@ import aiohttp
 from ..collector import CollectContext, CollectError, Collector, ErrorReason
 from ..companions.replica import PatroniSettings, ReplicaSettings
 from ..config import Config
-from ..model import Family, Sample
+from ..model import Family, MetricSpec, Sample
 from ..status import read_records
 
-__all__ = ["PatroniCollector", "ReplicaRecordsCollector", "build_collectors",
+__all__ = ["METRICS", "PatroniCollector", "ReplicaRecordsCollector", "build_collectors",
            "families_from_cluster", "families_from_records"]
 
 
@@ -227,3 +227,13 @@ def families_from_cluster(data: Mapping[str, Any], *, scope: str) -> list[Family
         Family("wasp_patroni_member_timeline_id", "gauge",
                "Timeline of the member as Patroni reports it.", ml, tuple(tl)),
     ]
+
+
+def _specs() -> tuple[MetricSpec, ...]:
+    # the builders define every family even with no data: read the catalog off them
+    fams = families_from_records({}) + families_from_cluster({"members": []}, scope="")
+    return tuple(MetricSpec(f.name, f.type, f.labelnames, f.help) for f in fams)
+
+
+#: every metric of the pack (the catalog reads this)
+METRICS: tuple[MetricSpec, ...] = _specs()
