@@ -39,10 +39,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import wasp, pytest, psycopg, moto" 2>/dev/null \
+if ! .venv/bin/python -c "import wasp, pytest, psycopg, moto, mypy" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.wasp-installed ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test,s3]'
+  .venv/bin/pip install -q -e '.[dev,s3]'
   touch .venv/.wasp-installed
 fi
 echo "setup: ok ($(.venv/bin/python --version), $(/usr/lib/postgresql/15/bin/postgres --version))" >&2
