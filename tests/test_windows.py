@@ -149,7 +149,7 @@ ops = st.lists(
         st.tuples(st.just("advance"), st.integers(1, 4), st.floats(0, 95)),
         st.tuples(st.just("refresh"), st.integers(0, 0), st.floats(0, 0)),
     ),
-    min_size=5, max_size=40,
+    min_size=10, max_size=50,
 )
 
 
@@ -217,7 +217,7 @@ async def run_scenario(dsn: str, variant: str, ttype: str, steps: list[tuple[str
                                                 ("bounded", "timestamp(3)"),
                                                 ("updated", "timestamp(3)")])
 def test_incremental_equals_full_at_every_step(dsn: str, variant: str, ttype: str) -> None:
-    @settings(max_examples=25, deadline=None, derandomize=True,
+    @settings(max_examples=60, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(steps=ops, seed=st.integers(0, 2**31))
     def prop(steps: list[tuple[str, int, float]], seed: int) -> None:
