@@ -87,6 +87,8 @@ def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
     assert f"{path}:" in r.stderr and "invalid YAML" in r.stderr
     line = int(r.stderr.split(f"{path}:")[1].split(":")[0])
     assert 16 <= line <= 18
+    # the key being written when the parser gave up
+    assert f":{line}: queries.bookings.values.help: invalid YAML" in r.stderr
 
 
 def test_missing_file_is_exit_2(tmp_path: Path) -> None:

@@ -88,10 +88,31 @@ def load_yaml(text: str, file: str) -> Any:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
-        msg = " ".join(str(x) for x in (e.context, e.problem) if x) or str(e)
-        raise ConfigError(file, line, "", f"invalid YAML: {msg}") from None
+        ctx = e.context_mark
+        context = f"{e.context} (line {ctx.line + 1})" if e.context and ctx else e.context
+        msg = " ".join(str(x) for x in (context, e.problem) if x) or str(e)
+        near = (ctx.line + 1) if ctx else line
+        key = _key_near(text, near) if near else ""
+        raise ConfigError(file, line, key, f"invalid YAML: {msg}") from None
     except yaml.YAMLError as e:
         raise ConfigError(file, None, "", f"invalid YAML: {e}") from None
+
+
+_KEY_LINE_RE = re.compile(r"^(\s*)(?:-\s+)?([A-Za-z0-9_.-]+)\s*:(?:\s|$)")
+
+
+def _key_near(text: str, line: int) -> str:
+    """Best guess of the dotted key being written at `line` (for syntax errors)."""
+    stack: list[tuple[int, str]] = []
+    for raw in text.splitlines()[: max(0, line)]:
+        m = _KEY_LINE_RE.match(raw)
+        if not m or raw.lstrip().startswith("#"):
+            continue
+        indent = raw.index(m.group(2))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, m.group(2)))
+    return ".".join(k for _, k in stack)
 
 
 def load_yaml_file(path: str | os.PathLike[str]) -> Any:
