@@ -93,6 +93,7 @@ class Engine:
         for c in collectors if collectors is not None else self._build_collectors():
             self.add_collector(c)
         self._rendered = render([])
+        self._global = asyncio.Semaphore(cfg.server.max_concurrent_queries)
         self._dirty = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -256,11 +257,8 @@ class Engine:
                 if not self._role_ok(st, t) or not await self._requires_ok(st, t):
                     return
             ctx = CollectContext(now=time.time(), status_dir=self.status_dir, db=db)
-            if t is not None:
-                async with t.semaphore:
-                    start = time.monotonic()
-                    families = await asyncio.wait_for(c.collect(ctx), timeout=c.timeout + 10)
-            else:
+            async with self._global, t.semaphore if t is not None else contextlib.nullcontext():
+                start = time.monotonic()
                 families = await asyncio.wait_for(c.collect(ctx), timeout=c.timeout + 10)
         except CollectError as e:
             self._failed(st, e.reason, str(e), start)
