@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Summary tables of the exporter benchmark (run_bench.py results.json) for docs/benchmark.md.
+
+    python3 bench/summarize.py bench/results/results.json
+
+Per data size and index set: every contestant's steady-phase cost per minute
+(DB ms, DB calls, exporter CPU ms), scrape latency p50/p99 (sequential and
+concurrent phases), peak RSS, and wasp's DB time as a fraction of each peer's;
+then the issue's bars, each with its measured value.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ORDER = ["wasp", "query-exporter-interval", "query-exporter", "postgres-exporter",
+         "postgres-exporter-cache"]
+IDX_ORDER = ["seed", "wasp", "none", "seed_only"]
+
+
+def _key(r: dict) -> tuple:
+    c = r["contestant"]
+    i = r["index_set"]
+    return (str(r["scale_days"]), IDX_ORDER.index(i) if i in IDX_ORDER else 9, i,
+            ORDER.index(c) if c in ORDER else 9, c)
+
+
+def table(runs: list[dict]) -> list[str]:
+    out = ["| data | idx | contestant | DB ms/min | DB calls/min | seq p50 / p99 ms | "
+           "4 clients p50 / p99 ms | CPU ms/min | peak RSS MiB | wasp DB ms ÷ this |",
+           "|---|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    by = {(str(r["scale_days"]), r["index_set"], r["contestant"]): r for r in runs}
+    for r in sorted(runs, key=_key):
+        s = r.get("steady")
+        if not s:
+            err = "; ".join(r.get("errors") or ["no steady phase"])[:80]
+            out.append(f"| {r['scale_days']} | {r['index_set']} | {r['contestant']} | {err} |"
+                       + " |" * 6)
+            continue
+        seq, conc = r["sequential"]["latency"], r["concurrent"]["latency"]
+        w = by.get((str(r["scale_days"]), r["index_set"], "wasp"))
+        ratio = ""
+        if w and w.get("steady") and r["contestant"] != "wasp" and s["db_ms_per_min"]:
+            ratio = f"{w['steady']['db_ms_per_min'] / s['db_ms_per_min']:.1%}"
+        out.append(
+            f"| {r['scale_days']} | {r['index_set']} | {r['contestant']} | {s['db_ms_per_min']:g} | "
+            f"{s['db_calls_per_min']:g} | {seq['p50_ms']:g} / {seq['p99_ms']:g} | "
+            f"{conc['p50_ms']:g} / {conc['p99_ms']:g} | {s['cpu_ms_per_min']:g} | "
+            f"{r.get('rss_hwm_kib', 0) / 1024:.0f} | {ratio} |")
+    return out
+
+
+def bars(runs: list[dict], small: str, large: str) -> list[str]:
+    by = {(str(r["scale_days"]), r["index_set"], r["contestant"]): r for r in runs}
+
+    def get(scale: str, c: str, idx: str = "seed") -> dict | None:
+        r = by.get((scale, idx, c))
+        return r if r and r.get("steady") else None
+
+    out = ["| bar | measured | verdict |", "|---|--:|---|"]
+
+    def row(text: str, value: float | None, limit: float, fmt: str) -> None:
+        if value is None:
+            out.append(f"| {text} | n/a | not measured |")
+        else:
+            out.append(f"| {text} | {format(value, fmt)} | {'met' if value <= limit else 'MISSED'} |")
+
+    for scale, limit in ((small, 0.25), (large, 0.10)):
+        w, q = get(scale, "wasp"), get(scale, "query-exporter-interval")
+        v = (w["steady"]["db_ms_per_min"] / q["steady"]["db_ms_per_min"]) if w and q else None
+        row(f"{scale}, seed: wasp DB ms/min ÷ query-exporter interval ≤ {limit:.0%}", v, limit, ".1%")
+    w1, w10 = get(small, "wasp"), get(large, "wasp")
+    v = (w10["steady"]["db_ms_per_min"] / w1["steady"]["db_ms_per_min"]) if w1 and w10 else None
+    row(f"seed: wasp DB ms/min at {large} ÷ at {small} ≤ 3", v, 3.0, ".2f")
+    for scale in (small, large):
+        w = get(scale, "wasp")
+        row(f"{scale}, seed: wasp scrape p99, 4 clients ≤ 5 ms",
+            w["concurrent"]["latency"]["p99_ms"] if w else None, 5.0, "g")
+    for scale in (large,):
+        rss = [r["rss_hwm_kib"] / 1024 for r in runs
+               if str(r["scale_days"]) == scale and r["contestant"] == "wasp" and r.get("rss_hwm_kib")]
+        row(f"{scale}: wasp peak RSS ≤ 80 MiB (max over index sets)", max(rss) if rss else None,
+            80.0, ".0f")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    doc = json.loads(Path(argv[1] if len(argv) > 1 else "bench/results/results.json").read_text())
+    runs = doc["runs"]
+    scales = sorted({str(r["scale_days"]) for r in runs}, key=lambda s: (len(s), s))
+    small = "30" if "30" in scales else scales[0]
+    large = next((s for s in scales if "x" in s), scales[-1])
+    print("\n".join(table(runs)))
+    print()
+    print("\n".join(bars(runs, small, large)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
