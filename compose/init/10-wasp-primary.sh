@@ -9,7 +9,7 @@ for v in APP_PASSWORD WASP_MONITOR_PASSWORD WASP_REPLICATION_PASSWORD WASP_HEART
 done
 
 psql=(psql -v ON_ERROR_STOP=1 -X -q --username "$POSTGRES_USER" --no-password)
-monitor_sql=$(/opt/wasp/bin/python -c \
+monitor_sql=$("${WASP_PYTHON:-/opt/wasp/bin/python}" -c \
   "import importlib.resources as r; print(r.files('wasp.sql').joinpath('monitor_role.sql'))")
 
 "${psql[@]}" -d postgres \
@@ -33,5 +33,5 @@ GRANT SELECT ON ALL TABLES IN SCHEMA public TO wasp_monitor;
 SQL
 
 wasp replica heartbeat --install --dbname salon \
-  --primary-dsn "host=/var/run/postgresql dbname=salon user=$POSTGRES_USER" \
+  --primary-dsn "host=${PGHOST:-/var/run/postgresql} dbname=salon user=$POSTGRES_USER" \
   --password-env WASP_HEARTBEAT_PASSWORD

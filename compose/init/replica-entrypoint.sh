@@ -7,6 +7,8 @@ set -euo pipefail
 : "${REPLICA_NAME:?REPLICA_NAME is not set}"
 : "${WASP_REPLICATION_PASSWORD:?WASP_REPLICATION_PASSWORD is not set}"
 PRIMARY_HOST=${PRIMARY_HOST:-primary}
+PRIMARY_PORT=${PRIMARY_PORT:-5432}
+PG_CONFIG_FILE=${PG_CONFIG_FILE:-/etc/wasp/postgresql.conf}
 PGDATA=${PGDATA:-/var/lib/postgresql/data}
 
 if [ "$(id -u)" = 0 ]; then
@@ -20,22 +22,22 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   umask 077
   printf '*:*:*:wasp_replication:%s\n' "$WASP_REPLICATION_PASSWORD" > "$pgpass"
   export PGPASSFILE="$pgpass"
-  until pg_isready -q -h "$PRIMARY_HOST" -p 5432; do
+  until pg_isready -q -h "$PRIMARY_HOST" -p "$PRIMARY_PORT"; do
     echo "replica $REPLICA_NAME: waiting for $PRIMARY_HOST" >&2; sleep 2
   done
-  exists=$(psql -XAtq "host=$PRIMARY_HOST port=5432 dbname=postgres user=wasp_replication" \
+  exists=$(psql -XAtq "host=$PRIMARY_HOST port=$PRIMARY_PORT dbname=postgres user=wasp_replication" \
     -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$REPLICA_NAME'")
   create_slot=(--create-slot)
   [ "$exists" = 1 ] && create_slot=()
-  pg_basebackup -h "$PRIMARY_HOST" -p 5432 -U wasp_replication -D "$PGDATA" \
+  pg_basebackup -h "$PRIMARY_HOST" -p "$PRIMARY_PORT" -U wasp_replication -D "$PGDATA" \
     -X stream -c fast -S "$REPLICA_NAME" "${create_slot[@]}" --progress --verbose
   # the password stays in a 0600 file in the data directory, never in primary_conninfo
   mv "$pgpass" "$PGDATA/wasp_replication.pgpass"
   cat >> "$PGDATA/postgresql.auto.conf" <<CONF
-primary_conninfo = 'host=$PRIMARY_HOST port=5432 user=wasp_replication passfile=$PGDATA/wasp_replication.pgpass application_name=$REPLICA_NAME'
+primary_conninfo = 'host=$PRIMARY_HOST port=$PRIMARY_PORT user=wasp_replication passfile=$PGDATA/wasp_replication.pgpass application_name=$REPLICA_NAME'
 primary_slot_name = '$REPLICA_NAME'
 CONF
   touch "$PGDATA/standby.signal"
 fi
 
-exec postgres -c config_file=/etc/wasp/postgresql.conf "$@"
+exec postgres -c config_file="$PG_CONFIG_FILE" "$@"
