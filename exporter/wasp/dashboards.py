@@ -924,14 +924,18 @@ def repl_slot_retained() -> Panel:
 
 
 def repl_slots() -> Panel:
-    """Slots with their active flag and wal_status."""
-    active = sel("wasp_pg_replication_slot_active")
-    status = f"{sel('wasp_pg_replication_slot_wal_status')} == 1"
-    p = table("Slots: active and wal_status", Target(active), Target(status), w=12,
-              hide=("Time", "Value #B"), thresholds=bad_below_one(),
+    """One row per slot: its wal_status, valued by whether a consumer is connected."""
+    keys = ("target", "slot_name", "slot_type")
+    status = agg("max", "wasp_pg_replication_slot_wal_status", (*keys, "wal_status"),
+                  inner=f"{sel('wasp_pg_replication_slot_wal_status')} == 1")
+    active = agg("max", "wasp_pg_replication_slot_active", keys)
+    expr = f"{status} * on ({', '.join(keys)}) group_left {active}"
+    p = table("Slots: wal_status and active", Target(expr), w=12, thresholds=bad_below_one(),
               mappings=ok_mapping("active", "INACTIVE"),
-              custom={"cellOptions": {"type": "color-text"}})
-    p.transformations[-1]["options"]["renameByName"] = {"Value #A": "active"}
+              custom={"cellOptions": {"type": "color-text"}},
+              description="An inactive slot retains WAL until max_slot_wal_keep_size; "
+              "wal_status 'lost' means the standby must be rebuilt.")
+    p.transformations[-1]["options"]["renameByName"] = {"Value": "active"}
     return p
 
 
