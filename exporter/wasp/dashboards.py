@@ -272,7 +272,8 @@ def _query_var(name: str, label: str, metric: str) -> dict[str, Any]:
     if name not in labels_of(metric):
         raise ValueError(f"metric {metric} has no label {name!r}")
     q = f"label_values({metric}, {name})"
-    return {"allValue": ".*", "current": {}, "datasource": DS, "definition": q, "hide": 0,
+    return {"allValue": ".*",
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "datasource": DS, "definition": q, "hide": 0,
             "includeAll": True, "label": label, "multi": True, "name": name, "options": [],
             "query": {"qryType": 1, "query": q, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
             "refresh": 2, "regex": "", "skipUrlSync": False, "sort": 1, "type": "query"}
