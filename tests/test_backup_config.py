@@ -368,17 +368,15 @@ def test_no_pgbackrest_environment_leaks(monkeypatch: pytest.MonkeyPatch) -> Non
     assert os.environ["PGBACKREST_REPO1_CIPHER_PASS"] == "stray"
 
 
-def test_unknown_target(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from wasp.collectors.backup import build_collectors
+def test_unknown_target(tmp_path: Path) -> None:
     from wasp.companions.backup import load_settings
 
     path = tmp_path / "wasp.yml"
     path.write_text(BASE.replace("  target: main\n", "  target: nope\n"))
     with pytest.raises(ConfigError) as e:
         load_settings(str(path))
-    assert e.value.key == "backup.target" and e.value.line == 7
+    assert e.value.key == "backup.target" and e.value.line == 9
     assert "'nope'" in e.value.message
-    cfg = parse_config(load_yaml(path.read_text(), str(path)), str(path))
-    names = [c.name for c in build_collectors(cfg)]
-    assert names == ["backup_info", "backup_records"]
-    assert "wal_archive collector is disabled" in caplog.text
+    # the exporter refuses it too, before anything runs
+    with pytest.raises(ConfigError, match="names target 'nope'"):
+        parse_config(load_yaml(path.read_text(), str(path)), str(path))

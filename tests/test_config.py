@@ -145,3 +145,16 @@ def test_pack_override_and_disable() -> None:
     assert by["two"].enabled is False
     with pytest.raises(ConfigError, match="unknown option"):
         load_pack("t", PackSettings(options=(("zzz", 1),)), text=textwrap.dedent(pack))
+
+
+def test_companion_section_naming_an_unknown_target(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + """\
+backup:
+  stanza: main
+  target: nope
+  pg_path: /var/lib/postgresql/15/main
+  encryption: {passphrase_env: WASP_TEST_PASSPHRASE}
+""")
+    r = run_check(path)
+    assert r.returncode == 2
+    assert f"{path}:20: backup.target: names target 'nope'" in r.stderr, r.stderr

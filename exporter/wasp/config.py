@@ -588,6 +588,11 @@ def _parse_pack_settings(node: Node) -> dict[str, PackSettings]:
 
 def _check_references(cfg: Config, root: Node) -> None:
     target_names = {t.name for t in cfg.targets}
+    for sname, section in cfg.sections:
+        ref = getattr(section, "target", None)
+        if isinstance(ref, str) and ref not in target_names:
+            root.child(sname).child("target").error(
+                f"names target {ref!r}, which is not defined (targets: {', '.join(sorted(target_names))})")
     metrics: dict[str, tuple[ValueDef, QueryDef]] = {}
     for q in cfg.queries:
         where = root.child("queries").child(q.name) if q.pack is None else None
