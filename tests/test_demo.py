@@ -52,13 +52,20 @@ def test_demo_runs_and_stops_what_it_started(cluster_base: Path) -> None:
             prom_url = _prometheus_url(proc)
         if prom_url:
             deadline = time.monotonic() + 60
+            r: dict[str, object] = {}
             while True:
-                r = json.loads(get(prom_url + "api/v1/query?query=up%7Bjob%3D%22wasp%22%7D"))
-                res = r["data"]["result"]
+                try:
+                    r = json.loads(get(prom_url + "api/v1/query?query=up%7Bjob%3D%22wasp%22%7D"))
+                except OSError:
+                    r = {"data": {"result": []}}
+                res = r["data"]["result"]  # type: ignore[index]
                 if res and res[0]["value"][1] == "1":
                     break
                 assert time.monotonic() < deadline, f"Prometheus never scraped the exporter: {r}"
                 time.sleep(1)
+            # the generated alert and recording rules are loaded
+            groups = json.loads(get(prom_url + "api/v1/rules"))["data"]["groups"]
+            assert len(groups) >= 2, groups
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:

@@ -149,8 +149,7 @@ class Demo:
         }
         rules_dir = _repo_dir("rules")
         if rules_dir is not None:
-            conf["rule_files"] = [str(p) for p in sorted(rules_dir.glob("*.yml"))
-                                  if not p.name.endswith("_test.yml")]
+            conf["rule_files"] = [str(p) for p in sorted(rules_dir.glob("wasp-*.yml"))]
         if am:
             am_port = free_port()
             am_dir = self.home / "alertmanager"
@@ -179,11 +178,13 @@ class Demo:
                                    f"--web.listen-address=127.0.0.1:{port}",
                                    "--storage.tsdb.retention.time=2d"])
         self.urls["Prometheus"] = f"http://127.0.0.1:{port}/"
+        _wait_http(f"http://127.0.0.1:{port}/-/ready", "prometheus", 30)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         logf = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_die_with_parent)
         self.procs.append((name, proc))
         log.info("started %s (pid %d, log %s)", name, proc.pid, self.home / f"{name}.log")
 
@@ -205,6 +206,30 @@ class Demo:
             with contextlib.suppress(ClusterError):
                 self.cluster.stop()
                 log.info("stopped PostgreSQL")
+
+
+def _die_with_parent() -> None:
+    # a demo killed without a chance to clean up must not leave Prometheus behind
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _wait_http(url: str, name: str, timeout: float) -> None:
+    """Wait until `url` answers 200 (a started server is ready), or log that it did not."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    log.warning("%s did not become ready within %.0fs (see its log)", name, timeout)
 
 
 def _read_port(pgdir: Path) -> int | None:
