@@ -171,6 +171,12 @@ def test_every_alert_has_a_firing_and_a_quiet_promtool_case() -> None:
         assert r["alert"] in quiet, f"no test shows {r['alert']} staying quiet"
 
 
+def test_every_recording_rule_has_a_promtool_case() -> None:
+    tested = {e["expr"] for t in _unit_tests() for e in t.get("promql_expr_test", [])}
+    for r in _recording_rules():
+        assert r["record"] in tested, f"no promtool case checks {r['record']}"
+
+
 _FUNCTIONS = {"sum", "max", "min", "count", "avg", "rate", "increase", "time", "clamp_min",
               "absent", "scalar", "and", "or", "unless", "offset", "Inf", "bool"}
 

@@ -26,7 +26,7 @@ import yaml
 
 from .catalog import catalog
 
-__all__ = ["Alert", "Case", "Fired", "Recording", "RulesConfig", "Series", "build", "render_files"]
+__all__ = ["Alert", "Case", "Fired", "Recording", "RecordingCase", "RulesConfig", "Series", "build", "render_files"]
 
 #: labels Prometheus attaches at scrape time (not in the catalog, on every series)
 SCRAPE_LABELS = ("job", "instance")
@@ -194,6 +194,16 @@ class Recording:
     record: str
     expr: str
     metrics: frozenset[str]
+    cases: tuple[RecordingCase, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingCase:
+    """Input series and the samples a recording rule must produce from them at `at`."""
+
+    series: tuple[Series, ...]
+    at: str
+    samples: tuple[tuple[Mapping[str, str], float], ...]
 
 
 @dataclass(slots=True)
@@ -245,7 +255,8 @@ class Builder:
                               frozenset(q.metrics), tuple(cases)))
 
     def record(self, g: Group, record: str, q: Q, expr: str) -> str:
-        g.recordings.append(Recording(record, _clean(expr), frozenset(q.metrics)))
+        g.recordings.append(Recording(record, _clean(expr), frozenset(q.metrics),
+                                      _recording_cases().get(record, ())))
         return record
 
 
@@ -335,6 +346,75 @@ max without (user) ({q("wasp_pgbouncer_pool_usage_ratio")})
     b.record(g, "target_database:wasp_pgbouncer_clients_waiting:sum", q, f"""
 sum without (user, state) ({q("wasp_pgbouncer_pool_clients", state="waiting")})
 """)
+
+
+def _recording_cases() -> dict[str, tuple[RecordingCase, ...]]:
+    """What each recording rule must compute from hand-chosen series."""
+    w1, w24 = _t(window="1h"), _t(window="24h")
+    return {
+        "target:wasp_pg_connections:usage_ratio": (RecordingCase((
+            _s("wasp_pg_connections", "30x10", **_t(database="app", state="active")),
+            _s("wasp_pg_connections", "20x10", **_t(database="app", state="idle")),
+            _s("wasp_pg_connections", "0x10", **_t(database="postgres", state="idle")),
+            _s("wasp_pg_max_connections", "103x10", **T),
+            _s("wasp_pg_superuser_reserved_connections", "3x10", **T)), "5m", ((T, 0.5),)),),
+        "target_database:wasp_pg_cache_hit:ratio_rate5m": (RecordingCase((
+            _s("wasp_pg_database_blocks_hit_total", "0+900x10", **_t(database="app")),
+            _s("wasp_pg_database_blocks_read_total", "0+100x10", **_t(database="app"))),
+            "8m", ((_t(database="app"), 0.9),)),),
+        "target:wasp_pg_xid_age:ratio_freeze_max_age": (RecordingCase((
+            _s("wasp_pg_database_xid_age", "100000000x10", **_t(database="app")),
+            _s("wasp_pg_database_xid_age", "50000000x10", **_t(database="postgres")),
+            _s("wasp_pg_autovacuum_freeze_max_age", "200000000x10", **T)), "5m", ((T, 0.5),)),),
+        "target:wasp_app_webhook_events:sum_1h": (RecordingCase((
+            _s("wasp_app_webhook_events", "90x10", **_t(window="1h", event_type="payment", status="processed")),
+            _s("wasp_app_webhook_events", "10x10", **_t(window="1h", event_type="payment", status="failed"))),
+            "5m", ((w1, 100),)),),
+        "target:wasp_app_webhook_failures:ratio_1h": (RecordingCase((
+            _s("wasp_app_webhook_failures", "10x10", **w1),
+            _s("wasp_app_webhook_events", "90x10", **_t(window="1h", event_type="payment", status="processed")),
+            _s("wasp_app_webhook_events", "10x10", **_t(window="1h", event_type="payment", status="failed"))),
+            "5m", ((w1, 0.1),)),),
+        "target:wasp_app_webhook_newest:age_seconds": (RecordingCase((
+            _s("wasp_app_webhook_newest_timestamp_seconds", "0x10", **T),), "5m", ((T, 300),)),),
+        "target:wasp_app_whatsapp_outbound:sum_1h": (RecordingCase((
+            _s("wasp_app_whatsapp_messages", "40x10", **_t(window="1h", direction="OUTBOUND", type="TEXT", status="SENT")),
+            _s("wasp_app_whatsapp_messages", "10x10", **_t(window="1h", direction="OUTBOUND", type="TEMPLATE", status="FAILED")),
+            _s("wasp_app_whatsapp_messages", "70x10", **_t(window="1h", direction="INBOUND", type="TEXT", status="READ"))),
+            "5m", ((w1, 50),)),),
+        "target:wasp_app_whatsapp_outbound_failed:ratio_1h": (RecordingCase((
+            _s("wasp_app_whatsapp_outbound_failed", "10x10", **w1),
+            _s("wasp_app_whatsapp_messages", "40x10", **_t(window="1h", direction="OUTBOUND", type="TEXT", status="SENT")),
+            _s("wasp_app_whatsapp_messages", "10x10", **_t(window="1h", direction="OUTBOUND", type="TEMPLATE", status="FAILED")),
+            _s("wasp_app_whatsapp_messages", "70x10", **_t(window="1h", direction="INBOUND", type="TEXT", status="READ"))),
+            "5m", ((w1, 0.2),)),),
+        "target:wasp_app_bookings_created:sum_1h": (RecordingCase((
+            _s("wasp_app_bookings_created", "300x10", **_t(window="1h", status="CONFIRMED")),
+            _s("wasp_app_bookings_created", "20x10", **_t(window="1h", status="CANCELLED"))),
+            "5m", ((w1, 320),)),),
+        "target:wasp_app_ai_cost_usd:sum_1h": (RecordingCase((
+            _s("wasp_app_ai_cost_usd", "12x10", **_t(window="1h", direction="OUTBOUND", model="gpt-4o")),
+            _s("wasp_app_ai_cost_usd", "3x10", **_t(window="1h", direction="OUTBOUND", model="gpt-4o-mini")),
+            _s("wasp_app_ai_cost_usd", "0x10", **_t(window="1h", direction="INBOUND", model=""))),
+            "5m", ((w1, 15),)),),
+        "target:wasp_app_ai_cost_usd:sum_24h": (RecordingCase((
+            _s("wasp_app_ai_cost_usd", "300x10", **_t(window="24h", direction="OUTBOUND", model="gpt-4o")),
+            _s("wasp_app_ai_cost_usd", "60x10", **_t(window="24h", direction="OUTBOUND", model="gpt-4o-mini"))),
+            "5m", ((w24, 360),)),),
+        "target_model:wasp_app_ai_response_time_seconds:mean_1h": (RecordingCase((
+            _s("wasp_app_ai_response_time_sum_seconds", "500x10", **_t(window="1h", direction="OUTBOUND", model="gpt-4o")),
+            _s("wasp_app_ai_timed_responses", "200x10", **_t(window="1h", direction="OUTBOUND", model="gpt-4o"))),
+            "5m", ((_t(window="1h", model="gpt-4o"), 2.5),)),),
+        "target_database:wasp_pgbouncer_pool_usage_ratio:max": (RecordingCase((
+            _s("wasp_pgbouncer_pool_usage_ratio", "0.25x10", **_t(database="app", user="app")),
+            _s("wasp_pgbouncer_pool_usage_ratio", "0.75x10", **_t(database="app", user="reports"))),
+            "5m", ((_t(database="app"), 0.75),)),),
+        "target_database:wasp_pgbouncer_clients_waiting:sum": (RecordingCase((
+            _s("wasp_pgbouncer_pool_clients", "4x10", **_t(database="app", user="app", state="waiting")),
+            _s("wasp_pgbouncer_pool_clients", "3x10", **_t(database="app", user="reports", state="waiting")),
+            _s("wasp_pgbouncer_pool_clients", "50x10", **_t(database="app", user="app", state="active"))),
+            "5m", ((_t(database="app"), 7),)),),
+    }
 
 
 def _exporter(b: Builder) -> None:
@@ -1263,6 +1343,20 @@ def test_files(cfg: RulesConfig, groups: list[Group]) -> dict[str, Any]:
     """promtool unit tests: one file per rule group, one test per case."""
     out: dict[str, Any] = {}
     for g in groups:
+        rec_tests = [{
+            "name": f"{r.record}: {i}",
+            "interval": "1m",
+            "input_series": [{"series": _series_text(x), "values": x.values} for x in c.series],
+            "promql_expr_test": [{"eval_time": c.at, "expr": r.record, "exp_samples": [
+                {"labels": _series_text(Series(r.record, labels, "")), "value": value}
+                for labels, value in c.samples]}],
+        } for r in g.recordings for i, c in enumerate(r.cases, 1)]
+        if rec_tests:
+            out[f"tests/{g.name}.test.yml"] = {
+                "evaluation_interval": "1m",
+                "rule_files": ["../wasp-recording.yml"],
+                "tests": rec_tests,
+            }
         if not g.alerts:
             continue
         by_name: dict[str, list[Alert]] = {}
