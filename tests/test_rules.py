@@ -204,8 +204,10 @@ def test_every_metric_in_an_expression_is_in_the_catalog() -> None:
     # and the generator's own record of what each rule uses agrees
     for g in build():
         for a in g.alerts:
-            assert a.metrics <= _metric_names(a.expr) | set(PROMETHEUS_METRICS), a.name
-            assert all(m in cat or m in PROMETHEUS_METRICS for m in a.metrics)
+            assert a.metrics == _metric_names(a.expr), a.name
+            assert all(m in cat or m in PROMETHEUS_METRICS or m in recorded for m in a.metrics)
+        for rec in g.recordings:
+            assert rec.metrics == _metric_names(rec.expr) and all(m in cat for m in rec.metrics)
 
 
 def test_recording_rules_follow_the_naming_convention() -> None:
@@ -228,7 +230,7 @@ def test_selector_and_thresholds_come_from_the_config() -> None:
     cfg = RulesConfig(selector=(("job", "db-monitor"),), webhook_silent_seconds=1200)
     text = render_files(cfg)["wasp-alerts.yml"]
     assert 'job="wasp"' not in text and 'job="db-monitor"' in text
-    assert "wasp_app_webhook_newest_timestamp_seconds{job=\"db-monitor\"} > 1200" in text
+    assert 'target:wasp_app_webhook_newest:age_seconds{job="db-monitor"} > 1200' in text
 
 
 @pytest.mark.parametrize(("template", "value", "out"), [

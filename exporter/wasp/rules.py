@@ -115,13 +115,16 @@ def _labels_of(name: str) -> tuple[str, ...]:
 class Q:
     """Builds selectors for one rule: checks names and labels against the catalog, records metrics."""
 
-    def __init__(self, cfg: RulesConfig) -> None:
+    def __init__(self, cfg: RulesConfig,
+                 recorded: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.cfg = cfg
+        self.recorded = recorded or {}
         self.metrics: set[str] = set()
 
     def __call__(self, name: str, **matchers: str) -> str:
         """`name{job="wasp",k="v"}`; a value starting with =~, != or !~ uses that operator."""
-        labels = _labels_of(name)
+        labels = ((*SCRAPE_LABELS, *self.recorded[name]) if name in self.recorded
+                  else _labels_of(name))
         self.metrics.add(name)
         parts = [f'{k}="{v}"' for k, v in self.cfg.selector]
         for k, v in matchers.items():
@@ -242,6 +245,12 @@ class Builder:
     def __init__(self, cfg: RulesConfig) -> None:
         self.cfg = cfg
         self.groups: list[Group] = []
+        #: recording rules built so far: name -> labels (besides job and instance)
+        self.recorded: dict[str, tuple[str, ...]] = {}
+
+    def q(self) -> Q:
+        """A selector builder that knows the catalog and the recording rules built so far."""
+        return Q(self.cfg, self.recorded)
 
     def group(self, name: str) -> Group:
         g = Group(name)
@@ -254,7 +263,8 @@ class Builder:
         g.alerts.append(Alert(name, severity, _clean(expr), for_, summary, description,
                               frozenset(q.metrics), tuple(cases)))
 
-    def record(self, g: Group, record: str, q: Q, expr: str) -> str:
+    def record(self, g: Group, record: str, labels: tuple[str, ...], q: Q, expr: str) -> str:
+        self.recorded[record] = labels
         g.recordings.append(Recording(record, _clean(expr), frozenset(q.metrics),
                                       _recording_cases().get(record, ())))
         return record
@@ -283,67 +293,66 @@ def build(cfg: RulesConfig | None = None) -> list[Group]:
 
 
 def _recordings(b: Builder) -> None:
-    cfg = b.cfg
     g = b.group("wasp-recording")
-    q = Q(cfg)
-    b.record(g, "target:wasp_pg_connections:usage_ratio", q, f"""
+    q = b.q()
+    b.record(g, "target:wasp_pg_connections:usage_ratio", ('target',), q, f"""
 sum without (database, state) ({q("wasp_pg_connections")})
   / ({q("wasp_pg_max_connections")} - {q("wasp_pg_superuser_reserved_connections")})
 """)
-    q = Q(cfg)
-    b.record(g, "target_database:wasp_pg_cache_hit:ratio_rate5m", q, f"""
+    q = b.q()
+    b.record(g, "target_database:wasp_pg_cache_hit:ratio_rate5m", ('target', 'database'), q, f"""
 rate({q("wasp_pg_database_blocks_hit_total")}[5m])
   / (rate({q("wasp_pg_database_blocks_hit_total")}[5m]) + rate({q("wasp_pg_database_blocks_read_total")}[5m]))
 """)
-    q = Q(cfg)
-    b.record(g, "target:wasp_pg_xid_age:ratio_freeze_max_age", q, f"""
+    q = b.q()
+    b.record(g, "target:wasp_pg_xid_age:ratio_freeze_max_age", ('target',), q, f"""
 max without (database) ({q("wasp_pg_database_xid_age")}) / {q("wasp_pg_autovacuum_freeze_max_age")}
 """)
-    q = Q(cfg)
-    b.record(g, "target:wasp_app_webhook_events:sum_1h", q, f"""
+    q = b.q()
+    b.record(g, "target:wasp_app_webhook_events:sum_1h", ('target', 'window'), q, f"""
 sum without (event_type, status) ({q("wasp_app_webhook_events", window="1h")})
 """)
-    q = Q(cfg)
-    b.record(g, "target:wasp_app_webhook_failures:ratio_1h", q, f"""
+    q = b.q()
+    b.record(g, "target:wasp_app_webhook_failures:ratio_1h", ('target', 'window'), q, f"""
 {q("wasp_app_webhook_failures", window="1h")}
   / sum without (event_type, status) ({q("wasp_app_webhook_events", window="1h")})
 """)
-    q = Q(cfg)
-    b.record(g, "target:wasp_app_webhook_newest:age_seconds", q, f"""
+    q = b.q()
+    b.record(g, "target:wasp_app_webhook_newest:age_seconds", ('target',), q, f"""
 time() - {q("wasp_app_webhook_newest_timestamp_seconds")}
 """)
-    q = Q(cfg)
-    b.record(g, "target:wasp_app_whatsapp_outbound:sum_1h", q, f"""
+    q = b.q()
+    b.record(g, "target:wasp_app_whatsapp_outbound:sum_1h", ('target', 'window'), q, f"""
 sum without (direction, type, status) ({q("wasp_app_whatsapp_messages", window="1h", direction="OUTBOUND")})
 """)
-    q = Q(cfg)
-    b.record(g, "target:wasp_app_whatsapp_outbound_failed:ratio_1h", q, f"""
+    q = b.q()
+    b.record(g, "target:wasp_app_whatsapp_outbound_failed:ratio_1h", ('target', 'window'), q, f"""
 {q("wasp_app_whatsapp_outbound_failed", window="1h")}
   / sum without (direction, type, status) ({q("wasp_app_whatsapp_messages", window="1h", direction="OUTBOUND")})
 """)
-    q = Q(cfg)
-    b.record(g, "target:wasp_app_bookings_created:sum_1h", q, f"""
+    q = b.q()
+    b.record(g, "target:wasp_app_bookings_created:sum_1h", ('target', 'window'), q, f"""
 sum without (status) ({q("wasp_app_bookings_created", window="1h")})
 """)
-    q = Q(cfg)
-    b.record(g, "target:wasp_app_ai_cost_usd:sum_1h", q, f"""
+    q = b.q()
+    b.record(g, "target:wasp_app_ai_cost_usd:sum_1h", ('target', 'window'), q, f"""
 sum without (direction, model) ({q("wasp_app_ai_cost_usd", window="1h")})
 """)
-    q = Q(cfg)
-    b.record(g, "target:wasp_app_ai_cost_usd:sum_24h", q, f"""
+    q = b.q()
+    b.record(g, "target:wasp_app_ai_cost_usd:sum_24h", ('target', 'window'), q, f"""
 sum without (direction, model) ({q("wasp_app_ai_cost_usd", window="24h")})
 """)
-    q = Q(cfg)
-    b.record(g, "target_model:wasp_app_ai_response_time_seconds:mean_1h", q, f"""
+    q = b.q()
+    b.record(g, "target_model:wasp_app_ai_response_time_seconds:mean_1h", ('target', 'window', 'model'), q, f"""
 sum without (direction) ({q("wasp_app_ai_response_time_sum_seconds", window="1h")})
   / sum without (direction) ({q("wasp_app_ai_timed_responses", window="1h")})
 """)
-    q = Q(cfg)
-    b.record(g, "target_database:wasp_pgbouncer_pool_usage_ratio:max", q, f"""
+    q = b.q()
+    b.record(g, "target_database:wasp_pgbouncer_pool_usage_ratio:max", ('target', 'database'), q, f"""
 max without (user) ({q("wasp_pgbouncer_pool_usage_ratio")})
 """)
-    q = Q(cfg)
-    b.record(g, "target_database:wasp_pgbouncer_clients_waiting:sum", q, f"""
+    q = b.q()
+    b.record(g, "target_database:wasp_pgbouncer_clients_waiting:sum", ('target', 'database'), q, f"""
 sum without (user, state) ({q("wasp_pgbouncer_pool_clients", state="waiting")})
 """)
 
@@ -420,7 +429,7 @@ def _recording_cases() -> dict[str, tuple[RecordingCase, ...]]:
 def _exporter(b: Builder) -> None:
     cfg = b.cfg
     g = b.group("wasp-exporter")
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspExporterDown", "page", q, f"""
 {q("up")} == 0
 """, cfg.exporter_down_for,
@@ -432,7 +441,7 @@ def _exporter(b: Builder) -> None:
             (Fired({"instance": "wasp-1:9645", "job": "wasp"}, 0, "page"),)),
          Case("a single failed scrape does not page", (
              _s("up", "1 1 1 0 1 1 1 1 1 1 1 1", instance="wasp-1:9645", job="wasp"),), "10m")])
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspTargetDown", "page", q, f"""
 {q("wasp_target_up")} == 0
 """, cfg.target_down_for,
@@ -444,7 +453,7 @@ def _exporter(b: Builder) -> None:
               (Fired(T, 0, "page"),)),
          Case("target up", (_s("wasp_target_up", "1x15", **T),), "10m")])
 
-    q = Q(cfg)
+    q = b.q()
     w = cfg.query_failing_window
     b.alert(g, "WaspQueryFailing", "warning", q, f"""
 sum without (reason) (rate({q("wasp_query_errors_total")}[{w}]))
@@ -465,7 +474,7 @@ sum without (reason) (rate({q("wasp_query_errors_total")}[{w}]))
              _s("wasp_query_errors_total", "0x20 1x20", **_t(query="databases", reason="timeout")),
          ), "30m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspQuerySkipping", "warning", q, f"""
 increase({q("wasp_query_skipped_total")}[30m]) > {_num(cfg.query_skips_30m)}
 """, "15m",
@@ -479,7 +488,7 @@ increase({q("wasp_query_skipped_total")}[30m]) > {_num(cfg.query_skips_30m)}
          Case("one skip", (_s("wasp_query_skipped_total", "0x20 1x40", **_t(query="tables")),),
               "50m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspSeriesDropped", "warning", q, f"""
 increase({q("wasp_query_series_dropped_total")}[15m]) > 0
 """, "15m",
@@ -506,9 +515,9 @@ def _two(b: Builder, g: Group, name: str, q: Q, expr: str, levels: tuple[tuple[s
 def _app(b: Builder) -> None:
     cfg = b.cfg
     g = b.group("wasp-app")
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspWebhooksSilent", "page", q, f"""
-time() - {q("wasp_app_webhook_newest_timestamp_seconds")} > {_num(cfg.webhook_silent_seconds)}
+{q("target:wasp_app_webhook_newest:age_seconds")} > {_num(cfg.webhook_silent_seconds)}
 """, "5m",
         "No webhook received on {{ $labels.target }} for {{ $value | humanizeDuration }}",
         "The newest webhook log on {{ $labels.target }} is {{ $value | humanizeDuration }} old. "
@@ -522,7 +531,7 @@ time() - {q("wasp_app_webhook_newest_timestamp_seconds")} > {_num(cfg.webhook_si
                 "0 0 0 0 240 240 240 240 480 480 480 480 720 720 720 720 960 960 960 960 "
                 "1200 1200 1200 1200 1440 1440", **T),), "25m")])
 
-    q = Q(cfg)
+    q = b.q()
     et = cfg.whatsapp_event_type
     last_seen = q("wasp_app_webhook_last_seen_timestamp_seconds", window="24h")
     last_seen_type = q("wasp_app_webhook_last_seen_timestamp_seconds", window="24h", event_type=et)
@@ -550,14 +559,10 @@ or ignoring (event_type)
              _s("wasp_app_webhook_last_seen_timestamp_seconds", "0+60x60",
                 **_t(window="24h", event_type=et)),), "55m")])
 
-    q = Q(cfg)
+    q = b.q()
     _two(b, g, "WaspWebhookFailureRatioHigh", q, f"""
-{q("wasp_app_webhook_failures", window="1h")}
-  / sum without (event_type, status) ({q("wasp_app_webhook_events", window="1h")})
-  > {{threshold}}
-and
-sum without (event_type, status) ({q("wasp_app_webhook_events", window="1h")})
-  >= {_num(cfg.webhook_min_events_1h)}
+{q("target:wasp_app_webhook_failures:ratio_1h")} > {{threshold}}
+and {q("target:wasp_app_webhook_events:sum_1h")} >= {_num(cfg.webhook_min_events_1h)}
 """, (("warning", cfg.webhook_failure_warning, "15m"), ("page", cfg.webhook_failure_page, "10m")),
         "{{ $value | humanizePercentage }} of webhooks fail on {{ $labels.target }}",
         "{{ $value | humanizePercentage }} of the webhook events received in the last hour on "
@@ -580,14 +585,10 @@ sum without (event_type, status) ({q("wasp_app_webhook_events", window="1h")})
              _s("wasp_app_webhook_events", "2x30", **_t(window="1h", event_type="message_received", status="failed")),
          ), "20m")])
 
-    q = Q(cfg)
-    outbound = q("wasp_app_whatsapp_messages", window="1h", direction="OUTBOUND")
+    q = b.q()
     _two(b, g, "WaspWhatsAppOutboundFailureRatioHigh", q, f"""
-{q("wasp_app_whatsapp_outbound_failed", window="1h")}
-  / sum without (direction, type, status) ({outbound})
-  > {{threshold}}
-and
-sum without (direction, type, status) ({outbound}) >= {_num(cfg.outbound_min_messages_1h)}
+{q("target:wasp_app_whatsapp_outbound_failed:ratio_1h")} > {{threshold}}
+and {q("target:wasp_app_whatsapp_outbound:sum_1h")} >= {_num(cfg.outbound_min_messages_1h)}
 """, (("warning", cfg.outbound_failure_warning, "15m"), ("page", cfg.outbound_failure_page, "10m")),
         "{{ $value | humanizePercentage }} of outbound WhatsApp messages fail on {{ $labels.target }}",
         "{{ $value | humanizePercentage }} of the outbound WhatsApp messages of the last hour on "
@@ -609,7 +610,7 @@ sum without (direction, type, status) ({outbound}) >= {_num(cfg.outbound_min_mes
              _s("wasp_app_whatsapp_messages", "3x30", **_t(window="1h", direction="OUTBOUND", type="TEXT", status="FAILED")),
          ), "20m")])
 
-    q = Q(cfg)
+    q = b.q()
     created = q("wasp_app_bookings_created", window="1h")
     b.alert(g, "WaspBookingsDropping", "warning", q, f"""
 sum without (status) ({created})
@@ -632,7 +633,7 @@ sum without (status) ({created} offset 1d) >= {_num(cfg.bookings_min_yesterday_1
              _s("wasp_app_bookings_created", "400x390", **_t(window="1h", status="CONFIRMED")),
          ), "1d2h", (), "4m")])
 
-    q = Q(cfg)
+    q = b.q()
     cost = f'sum without (direction, model) ({q("wasp_app_ai_cost_usd", window="1h")})'
     b.alert(g, "WaspAICostSpike", "warning", q, f"""
 (
@@ -656,7 +657,7 @@ or {cost} > {_num(cfg.ai_cost_max_usd_1h)}
              _s("wasp_app_ai_cost_usd", "2x375 5x15", **_t(window="1h", direction="OUTBOUND", model="gpt-4o-mini")),
          ), "1d2h", (), "4m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspAILatencyHigh", "warning", q, f"""
 {q("wasp_app_ai_response_time_p95_seconds", window="1h")} > {_num(cfg.ai_p95_seconds)}
 and ignoring (direction)
@@ -679,7 +680,7 @@ sum without (direction) ({q("wasp_app_ai_timed_responses", window="1h")}) >= {_n
              _s("wasp_app_ai_timed_responses", "500x30", **_t(window="1h", direction="OUTBOUND", model="gpt-4o")),
          ), "20m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspRemindersOverdue", "warning", q, f"""
 {q("wasp_app_reminders_overdue_oldest_age_seconds")} > {_num(cfg.reminders_overdue_seconds)}
 """, "10m",
@@ -695,7 +696,7 @@ sum without (direction) ({q("wasp_app_ai_timed_responses", window="1h")}) >= {_n
              _s("wasp_app_reminders_overdue_oldest_age_seconds", "0 45 0 30 0 60 0 0 20 0 0x30", **T),
          ), "30m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspDoubleBookings", "warning", q, f"""
 {q("wasp_app_bookings_double_booked")} > {_num(cfg.double_bookings_max)}
 """, "15m",
@@ -712,11 +713,9 @@ sum without (direction) ({q("wasp_app_ai_timed_responses", window="1h")}) >= {_n
 def _postgres(b: Builder) -> None:
     cfg = b.cfg
     g = b.group("wasp-postgres")
-    q = Q(cfg)
+    q = b.q()
     _two(b, g, "WaspPostgresConnectionsHigh", q, f"""
-sum without (database, state) ({q("wasp_pg_connections")})
-  / ({q("wasp_pg_max_connections")} - {q("wasp_pg_superuser_reserved_connections")})
-  > {{threshold}}
+{q("target:wasp_pg_connections:usage_ratio")} > {{threshold}}
 """, (("warning", cfg.connections_warning, "10m"), ("page", cfg.connections_page, "5m")),
         "{{ $labels.target }} uses {{ $value | humanizePercentage }} of its connections",
         "Client connections on {{ $labels.target }} use {{ $value | humanizePercentage }} of "
@@ -739,7 +738,7 @@ sum without (database, state) ({q("wasp_pg_connections")})
              _s("wasp_pg_superuser_reserved_connections", "3x20", **T),
          ), "15m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspPostgresLongTransaction", "warning", q, f"""
 {q("wasp_pg_oldest_transaction_age_seconds")} > {_num(cfg.long_transaction_seconds)}
 """, "5m",
@@ -752,7 +751,7 @@ sum without (database, state) ({q("wasp_pg_connections")})
          Case("short transactions", (
              _s("wasp_pg_oldest_transaction_age_seconds", "0 2 0 5 1 0x50", **T),), "50m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspPostgresIdleInTransaction", "warning", q, f"""
 {q("wasp_pg_oldest_idle_in_transaction_age_seconds")} > {_num(cfg.idle_in_transaction_seconds)}
 """, "5m",
@@ -766,7 +765,7 @@ sum without (database, state) ({q("wasp_pg_connections")})
          Case("brief idle moments", (
              _s("wasp_pg_oldest_idle_in_transaction_age_seconds", "0 1 0 2 0x30", **T),), "15m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspPostgresLockWaits", "warning", q, f"""
 {q("wasp_pg_lock_wait_longest_seconds")} > {_num(cfg.lock_wait_seconds)}
 """, "5m",
@@ -779,7 +778,7 @@ sum without (database, state) ({q("wasp_pg_connections")})
             (Fired(T, 900, "warning"),)),
          Case("short waits", (_s("wasp_pg_lock_wait_longest_seconds", "0 3 0 1 0x20", **T),), "15m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspPostgresDeadlocks", "warning", q, f"""
 increase({q("wasp_pg_database_deadlocks_total")}[30m]) > {_num(cfg.deadlocks_30m)}
 """, "5m",
@@ -793,7 +792,7 @@ increase({q("wasp_pg_database_deadlocks_total")}[30m]) > {_num(cfg.deadlocks_30m
          Case("one deadlock", (
              _s("wasp_pg_database_deadlocks_total", "0x20 1x40", **_t(database="app")),), "50m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspPostgresXIDAgeHigh", "warning", q, f"""
 {q("wasp_pg_database_xid_age")}
   / ignoring (database) group_left {q("wasp_pg_autovacuum_freeze_max_age")}
@@ -814,7 +813,7 @@ increase({q("wasp_pg_database_deadlocks_total")}[30m]) > {_num(cfg.deadlocks_30m
              _s("wasp_pg_autovacuum_freeze_max_age", "200000000x60", **T),
          ), "40m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspPostgresXIDWraparound", "page", q, f"""
 {q("wasp_pg_database_xid_age")} > {_num(cfg.xid_wraparound_page)}
 """, "5m",
@@ -828,7 +827,7 @@ increase({q("wasp_pg_database_deadlocks_total")}[30m]) > {_num(cfg.deadlocks_30m
          Case("300 million", (
              _s("wasp_pg_database_xid_age", "300000000x20", **_t(database="app")),), "10m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspPostgresMultiXactAgeHigh", "warning", q, f"""
 {q("wasp_pg_database_mxid_age")}
   / ignoring (database) group_left {q("wasp_pg_autovacuum_multixact_freeze_max_age")}
@@ -847,10 +846,10 @@ increase({q("wasp_pg_database_deadlocks_total")}[30m]) > {_num(cfg.deadlocks_30m
              _s("wasp_pg_autovacuum_multixact_freeze_max_age", "400000000x60", **T),
          ), "40m")])
 
-    q = Q(cfg)
+    q = b.q()
     hit, read = q("wasp_pg_database_blocks_hit_total"), q("wasp_pg_database_blocks_read_total")
     b.alert(g, "WaspPostgresCacheHitRatioLow", "warning", q, f"""
-rate({hit}[5m]) / (rate({hit}[5m]) + rate({read}[5m])) < {_num(cfg.cache_hit_ratio_min)}
+{q("target_database:wasp_pg_cache_hit:ratio_rate5m")} < {_num(cfg.cache_hit_ratio_min)}
 and
 rate({hit}[5m]) + rate({read}[5m]) > {_num(cfg.cache_min_blocks_per_second)}
 """, "30m",
@@ -871,7 +870,7 @@ rate({hit}[5m]) + rate({read}[5m]) > {_num(cfg.cache_min_blocks_per_second)}
              _s("wasp_pg_database_blocks_read_total", "0+600x60", **_t(database="app")),
          ), "45m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspPostgresPendingRestart", "info", q, f"""
 {q("wasp_pg_settings_pending_restart")} > 0
 """, "1h",
@@ -882,7 +881,7 @@ rate({hit}[5m]) + rate({read}[5m]) > {_num(cfg.cache_min_blocks_per_second)}
             _s("wasp_pg_settings_pending_restart", "2x90", **T),), "80m", (Fired(T, 2, "info"),)),
          Case("nothing pending", (_s("wasp_pg_settings_pending_restart", "0x90", **T),), "80m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspPostgresArchiverFailing", "warning", q, f"""
 increase({q("wasp_pg_archiver_failed_total")}[15m]) > 0
 and {q("wasp_pg_archiver_enabled")} == 1
@@ -908,7 +907,7 @@ def _replication(b: Builder) -> None:
     cfg = b.cfg
     g = b.group("wasp-replication")
     cl = ", ".join(cfg.cluster_by)
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspStandbyReplayDelayHigh", "warning", q, f"""
 {q("wasp_pg_standby_replay_delay_seconds")} > {_num(cfg.replay_delay_seconds)}
 """, "5m",
@@ -924,7 +923,7 @@ def _replication(b: Builder) -> None:
              _s("wasp_pg_standby_last_replay_timestamp_seconds", "0x30", **_t(target="replica1")),
          ), "20m")])
 
-    q = Q(cfg)
+    q = b.q()
     hb, rec = q("wasp_pg_heartbeat_age_seconds"), q("wasp_pg_in_recovery")
     stale = _num(cfg.heartbeat_stale_seconds)
     b.alert(g, "WaspStandbyHeartbeatStale", "warning", q, f"""
@@ -952,7 +951,7 @@ unless on ({cl}) ({hb} > {stale} and {rec} == 0)
              _s("wasp_pg_in_recovery", "1x20", **_t(target="replica1")),
          ), "15m")])
 
-    q = Q(cfg)
+    q = b.q()
     hb, rec = q("wasp_pg_heartbeat_age_seconds"), q("wasp_pg_in_recovery")
     b.alert(g, "WaspHeartbeatWriterStopped", "warning", q, f"""
 {hb} > {stale} and {rec} == 0
@@ -970,7 +969,7 @@ unless on ({cl}) ({hb} > {stale} and {rec} == 0)
              _s("wasp_pg_in_recovery", "0x20", **_t(target="primary")),
          ), "15m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspStandbysMissing", "warning", q, f"""
 {q("wasp_pg_replication_connected_standbys")} < {cfg.expected_standbys}
 and {q("wasp_pg_in_recovery")} == 0
@@ -988,7 +987,7 @@ and {q("wasp_pg_in_recovery")} == 0
              _s("wasp_pg_in_recovery", "0x25", **_t(target="primary")),
          ), "20m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspReplicationSlotInactive", "warning", q, f"""
 {q("wasp_pg_replication_slot_wal_retained_bytes")} > {_num(cfg.slot_inactive_retained_bytes)}
 and {q("wasp_pg_replication_slot_active")} == 0
@@ -1008,7 +1007,7 @@ and {q("wasp_pg_replication_slot_active")} == 0
              _s("wasp_pg_replication_slot_active", "1x40", **_t(slot_name="r1", slot_type="physical")),
          ), "30m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspReplicationSlotWALLost", "warning", q, f"""
 {q("wasp_pg_replication_slot_wal_status", wal_status="=~unreserved|lost")} == 1
 """, "5m",
@@ -1029,7 +1028,7 @@ and {q("wasp_pg_replication_slot_active")} == 0
                 **_t(slot_name="r2", slot_type="physical", wal_status="lost")),
          ), "10m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspWALReceiverNotStreaming", "warning", q, f"""
 {q("wasp_pg_standby_wal_receiver_streaming")} == 0
 """, "5m",
@@ -1047,7 +1046,7 @@ and {q("wasp_pg_replication_slot_active")} == 0
 def _backup(b: Builder) -> None:
     cfg = b.cfg
     g = b.group("wasp-backup")
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspBackupTooOld", "warning", q, f"""
 {q("wasp_backup_last_completed_age_seconds", type="full")} > {_num(cfg.full_completed_max_seconds)}
 or
@@ -1066,7 +1065,7 @@ or
              _s("wasp_backup_last_completed_age_seconds", "3000x30", **_st(repo="1", type="incr")),
          ), "20m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspBackupNotProven", "warning", q, f"""
 {q("wasp_backup_last_good_age_seconds", type="full")} > {_num(cfg.good_full_max_seconds)}
 or ignoring (type)
@@ -1089,7 +1088,7 @@ or ignoring (type)
              _s("wasp_backup_repository_up", "1x90", **_st(repo="1")),
          ), "80m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspBackupFailed", "warning", q, f"""
 {q("wasp_backup_last_attempt_success")} == 0
 """, "5m",
@@ -1103,7 +1102,7 @@ or ignoring (type)
          Case("all succeeded", (
              _s("wasp_backup_last_attempt_success", "1x20", **_st(type="incr")),), "15m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspRestoreDrillFailed", "warning", q, f"""
 {q("wasp_backup_drill_last_success")} == 0
 """, "5m",
@@ -1115,7 +1114,7 @@ or ignoring (type)
             _s("wasp_backup_drill_last_success", "0x20", **S),), "15m", (Fired(S, 0, "warning"),)),
          Case("drill passed", (_s("wasp_backup_drill_last_success", "1x20", **S),), "15m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspRestoreDrillTooOld", "warning", q, f"""
 time() - {q("wasp_backup_drill_last_success_timestamp_seconds")} > {_num(cfg.drill_max_seconds)}
 """, "1h",
@@ -1128,7 +1127,7 @@ time() - {q("wasp_backup_drill_last_success_timestamp_seconds")} > {_num(cfg.dri
          Case("passed yesterday", (
              _s("wasp_backup_drill_last_success_timestamp_seconds", "-86400x90", **S),), "80m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspBackupRepositoryUnreadable", "page", q, f"""
 {q("wasp_backup_repository_up")} == 0
 """, "10m",
@@ -1141,7 +1140,7 @@ time() - {q("wasp_backup_drill_last_success_timestamp_seconds")} > {_num(cfg.dri
             (Fired(_st(repo="1"), 0, "page"),)),
          Case("readable", (_s("wasp_backup_repository_up", "1x30", **_st(repo="1")),), "20m")])
 
-    q = Q(cfg)
+    q = b.q()
     un = q("wasp_wal_archive_unarchived_bytes")
     b.alert(g, "WaspWALArchiveBehind", "page", q, f"""
 {un} > {_num(cfg.wal_unarchived_bytes)}
@@ -1165,7 +1164,7 @@ or
              _s("wasp_wal_archive_last_archived_age_seconds", "0+60x60", **_t(stanza="main")),
          ), "40m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspWALArchiveFailing", "warning", q, f"""
 increase({q("wasp_wal_archive_failures_total")}[15m]) > 0
 """, "15m",
@@ -1183,7 +1182,7 @@ increase({q("wasp_wal_archive_failures_total")}[15m]) > 0
 def _pgbouncer(b: Builder) -> None:
     cfg = b.cfg
     g = b.group("wasp-pgbouncer")
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspPgBouncerPoolSaturated", "warning", q, f"""
 {q("wasp_pgbouncer_pool_usage_ratio")} > {_num(cfg.pool_usage_ratio)}
 """, "10m",
@@ -1197,7 +1196,7 @@ def _pgbouncer(b: Builder) -> None:
          Case("pool half used", (
              _s("wasp_pgbouncer_pool_usage_ratio", "0.5x30", **_t(database="app", user="app")),), "20m")])
 
-    q = Q(cfg)
+    q = b.q()
     b.alert(g, "WaspPgBouncerClientsWaiting", "warning", q, f"""
 {q("wasp_pgbouncer_pool_client_max_wait_seconds")} > {_num(cfg.client_wait_seconds)}
 and ignoring (state) {q("wasp_pgbouncer_pool_clients", state="waiting")} > 0
@@ -1385,6 +1384,8 @@ def test_files(cfg: RulesConfig, groups: list[Group]) -> dict[str, Any]:
             suffix = "" if interval == "1m" else f"-every-{interval}"
             out[f"tests/{g.name}{suffix}.test.yml"] = {
                 "evaluation_interval": interval,
+                # recordings first, so alerts see this step's recorded values
+                "group_eval_order": [x.name for x in groups],
                 "rule_files": ["../wasp-alerts.yml", "../wasp-recording.yml"],
                 "tests": group_tests,
             }
