@@ -288,3 +288,64 @@ def test_a_real_prometheus_loads_the_rule_groups(tmp_path: Path) -> None:
         proc.wait(timeout=10)
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+def test_a_real_alertmanager_inhibits_as_documented(tmp_path: Path) -> None:
+    alertmanager = shutil.which("prometheus-alertmanager") or _tool("alertmanager")
+    port = free_port()
+    proc = subprocess.Popen([alertmanager, f"--config.file={RULES / 'alertmanager.yml'}",
+                             f"--storage.path={tmp_path}", f"--web.listen-address=127.0.0.1:{port}",
+                             "--cluster.listen-address="],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/api/v2/alerts"
+
+    def alert(name: str, severity: str, **labels: str) -> dict[str, Any]:
+        return {"labels": {"alertname": name, "severity": severity, "job": "wasp", **labels}}
+
+    sent = [
+        alert("WaspExporterDown", "page", instance="wasp-2:9645"),
+        alert("WaspBackupFailed", "warning", instance="wasp-2:9645", stanza="main", type="incr"),
+        alert("WaspTargetDown", "page", instance="wasp-1:9645", target="main"),
+        alert("WaspQueryFailing", "warning", instance="wasp-1:9645", target="main", query="q"),
+        alert("WaspQueryFailing", "warning", instance="wasp-1:9645", target="replica1", query="q"),
+        alert("WaspPostgresConnectionsHigh", "page", instance="wasp-1:9645", target="replica1"),
+        alert("WaspPostgresConnectionsHigh", "warning", instance="wasp-1:9645", target="replica1"),
+    ]
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                req = urllib.request.Request(base, data=json.dumps(sent).encode(), method="POST",
+                                             headers={"Content-Type": "application/json"})
+                urllib.request.urlopen(req, timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        state: dict[tuple[str, str, str], str] = {}
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(base, timeout=2) as resp:
+                got = json.load(resp)
+            state = {(a["labels"]["alertname"], a["labels"].get("target", ""),
+                      a["labels"]["severity"]): a["status"]["state"] for a in got}
+            if len(state) == len(sent) and "suppressed" in state.values():
+                time.sleep(0.5)  # inhibitions settle within a moment
+                with urllib.request.urlopen(base, timeout=2) as resp:
+                    got = json.load(resp)
+                state = {(a["labels"]["alertname"], a["labels"].get("target", ""),
+                          a["labels"]["severity"]): a["status"]["state"] for a in got}
+                break
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert state == {
+        ("WaspExporterDown", "", "page"): "active",
+        ("WaspBackupFailed", "", "warning"): "suppressed",      # same exporter is down
+        ("WaspTargetDown", "main", "page"): "active",
+        ("WaspQueryFailing", "main", "warning"): "suppressed",  # its target is down
+        ("WaspQueryFailing", "replica1", "warning"): "active",  # another target
+        ("WaspPostgresConnectionsHigh", "replica1", "page"): "active",
+        ("WaspPostgresConnectionsHigh", "replica1", "warning"): "suppressed",  # the page speaks
+    }
