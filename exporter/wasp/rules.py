@@ -442,6 +442,17 @@ def _exporter(b: Builder) -> None:
          Case("a single failed scrape does not page", (
              _s("up", "1 1 1 0 1 1 1 1 1 1 1 1", instance="wasp-1:9645", job="wasp"),), "10m")])
     q = b.q()
+    b.alert(g, "WaspExporterMissing", "page", q, f"""
+absent({q("up")})
+""", cfg.exporter_down_for,
+        "Prometheus scrapes no wasp exporter",
+        "Prometheus has no scrape target in the wasp job at all (service discovery, a relabelling "
+        "or a configuration change dropped it): every wasp alert is blind.",
+        [Case("no wasp target at all", (
+            _s("up", "1x15", instance="node-1:9100", job="node"),), "10m",
+            (Fired(dict(cfg.selector), 1, "page"),)),
+         Case("one exporter up", (_s("up", "1x15", instance="wasp-1:9645", job="wasp"),), "10m")])
+    q = b.q()
     b.alert(g, "WaspTargetDown", "page", q, f"""
 {q("wasp_target_up")} == 0
 """, cfg.target_down_for,
