@@ -26,7 +26,10 @@ import yaml
 
 from .catalog import catalog
 
-__all__ = ["Alert", "Case", "Fired", "Recording", "RecordingCase", "RulesConfig", "Series", "build", "render_files"]
+__all__ = [
+    "PROMETHEUS_METRICS", "Alert", "Case", "Fired", "Group", "Q", "Recording", "RecordingCase",
+    "RulesConfig", "Series", "anchor", "build", "render_files", "render_template",
+]
 
 #: labels Prometheus attaches at scrape time (not in the catalog, on every series)
 SCRAPE_LABELS = ("job", "instance")
@@ -253,17 +256,20 @@ class Builder:
         return Q(self.cfg, self.recorded)
 
     def group(self, name: str) -> Group:
+        """A new rule group, kept in creation order."""
         g = Group(name)
         self.groups.append(g)
         return g
 
     def alert(self, g: Group, name: str, severity: str, q: Q, expr: str, for_: str,
               summary: str, description: str, cases: Iterable[Case] = ()) -> None:
+        """Add an alerting rule; `q` is the builder its expression was written with."""
         assert severity in SEVERITIES, severity
         g.alerts.append(Alert(name, severity, _clean(expr), for_, summary, description,
                               frozenset(q.metrics), tuple(cases)))
 
     def record(self, g: Group, record: str, labels: tuple[str, ...], q: Q, expr: str) -> str:
+        """Add a recording rule whose series carry `labels` (besides job and instance)."""
         self.recorded[record] = labels
         g.recordings.append(Recording(record, _clean(expr), frozenset(q.metrics),
                                       _recording_cases().get(record, ())))
