@@ -155,6 +155,8 @@ def test_every_alert_has_annotations_for_severity_and_a_runbook_section() -> Non
         assert ann["summary"].strip() and ann["description"].strip(), r["alert"]
         assert ann["runbook_url"] == f"docs/runbook.md#{anchor(r['alert'])}"
         assert anchor(r["alert"]) in anchors, f"docs/runbook.md has no section {r['alert']}"
+    documented = set(re.findall(r"^### (Wasp\w+)$", runbook, re.M))
+    assert documented == {r["alert"] for r in rules}, "runbook sections without an alert"
 
 
 def test_every_alert_has_a_firing_and_a_quiet_promtool_case() -> None:

@@ -999,6 +999,10 @@ and {q("wasp_pg_in_recovery")} == 0
             _s("wasp_pg_replication_connected_standbys", "2x5 1x20", **_t(target="primary")),
             _s("wasp_pg_in_recovery", "0x25", **_t(target="primary")),
         ), "20m", (Fired(_t(target="primary"), 1, "warning"),)),
+         Case("a standby has no standbys of its own", (
+             _s("wasp_pg_replication_connected_standbys", "0x25", **_t(target="replica1")),
+             _s("wasp_pg_in_recovery", "1x25", **_t(target="replica1")),
+         ), "20m"),
          Case("both standbys connected", (
              _s("wasp_pg_replication_connected_standbys", "2x25", **_t(target="primary")),
              _s("wasp_pg_in_recovery", "0x25", **_t(target="primary")),
