@@ -41,6 +41,7 @@ import logging
 import math
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -268,9 +269,14 @@ class WindowCollector(QueryCollector):
         # buckets mode: bucket index -> group -> partials
         self._buckets: dict[int, dict[tuple[str, ...], list[Any]]] = {}
         # rows mode: key -> (time, group, contribution); group totals; expiry heap
-        self._rows: dict[Any, tuple[float, tuple[str, ...], list[float]]] = {}
+        self._rows: dict[Any, tuple[float, tuple[str, ...], tuple[float, ...]]] = {}
         self._totals: dict[tuple[str, ...], list[float]] = {}
         self._heap: list[tuple[float, Any]] = []
+        # one shared tuple per group (and per contribution when only counts are
+        # kept) instead of one per row: a 24 h window holds every row's entry
+        self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._contribs: dict[tuple[float, ...], tuple[float, ...]] | None = (
+            {} if all(a.fn in ("count_star", "count") for a in self.aggs) else None)
         self.rows_read = 0
         self.full_loads = 0
 
@@ -349,7 +355,10 @@ class WindowCollector(QueryCollector):
         w, b = self.window, self.plan.bucket
         t = w.time_column
         parts = [p for a in self.aggs for p in a.sql()]
-        select = (f"SELECT floor(extract(epoch FROM {t}) / {b:g})::bigint AS wasp_bucket"
+        # date_part is float8 (exact at microsecond resolution for integer buckets);
+        # extract() returns numeric since PostgreSQL 14 and costs more per row
+        # than the rest of the aggregate
+        select = (f"SELECT floor(date_part('epoch', {t}) / {b:g})::bigint AS wasp_bucket"
                   f"{self._group_sql()}, " + ", ".join(parts))
         group = ", ".join(str(i) for i in range(1, len(self.labels) + 2))
         where = f"({_escape(w.where)}) AND " if w.where else ""
@@ -411,7 +420,7 @@ class WindowCollector(QueryCollector):
         t = w.time_column
         args = [a.arg for a in self.aggs if a.arg is not None]
         match = f"({_escape(w.where)})" if w.where else "true"
-        select = (f"SELECT {w.key_column} AS wasp_key, extract(epoch FROM {t})::float8 AS wasp_t, "
+        select = (f"SELECT {w.key_column} AS wasp_key, date_part('epoch', {t}) AS wasp_t, "
                   f"coalesce({match}, false) AS wasp_match{self._group_sql()}"
                   + "".join(f", {a}" for a in args))
         edge = now - w.length
@@ -426,7 +435,7 @@ class WindowCollector(QueryCollector):
         self.rows_read += len(r.rows)
         return r
 
-    def _contribution(self, values: tuple[Any, ...]) -> list[float]:
+    def _contribution(self, values: tuple[Any, ...]) -> tuple[float, ...]:
         out: list[float] = []
         i = 0
         for a in self.aggs:
@@ -440,9 +449,10 @@ class WindowCollector(QueryCollector):
             else:  # sum, avg
                 out.extend((0.0, 0.0) if v is None else (float(v), 1.0))
         out.append(1.0)  # hidden row count: a group with no rows disappears
-        return out
+        c = tuple(out)
+        return c if self._contribs is None else self._contribs.setdefault(c, c)
 
-    def _apply(self, key: tuple[str, ...], contrib: list[float], sign: float) -> None:
+    def _apply(self, key: tuple[str, ...], contrib: tuple[float, ...], sign: float) -> None:
         acc = self._totals.get(key)
         if acc is None:
             acc = self._totals[key] = [0.0] * len(contrib)
@@ -453,11 +463,17 @@ class WindowCollector(QueryCollector):
 
     def _refresh_rows(self, r: Result, now: float, full: bool) -> None:
         if full:
-            self._rows, self._totals, self._heap = {}, {}, []
+            self._rows, self._totals, self._heap, self._keys = {}, {}, [], {}
+            if self._contribs is not None:
+                self._contribs = {}
         ng = len(self.labels)
+        keys = self._keys
         for row in r.rows:
             rk, t, matched = row[0], float(row[1]), bool(row[2])
+            if isinstance(rk, uuid.UUID):
+                rk = rk.int  # smaller, and not tracked by the garbage collector
             key = tuple("" if v is None else str(v) for v in row[3:3 + ng])
+            key = keys.setdefault(key, key)
             old = self._rows.pop(rk, None)
             if old is not None:
                 self._apply(old[1], old[2], -1.0)
