@@ -136,12 +136,18 @@ class TargetDB:
             raise DBError("connection", f"no connection to target {self.name!r} "
                           f"within {self.connect_timeout:g}s") from e
 
-    async def fetch(self, sql: str, *, timeout: float, params: Sequence[Any] | None = None) -> Result:
-        """Run one statement with `timeout` seconds of statement_timeout; return its rows."""
+    async def fetch(self, sql: str, *, timeout: float, params: Sequence[Any] | None = None,
+                    keep_session_timeout: bool = False) -> Result:
+        """Run one statement with `timeout` seconds of statement_timeout; return its rows.
+
+        With `keep_session_timeout`, a session that already has a statement_timeout
+        keeps it (the client-side deadline still applies): for short probes, which
+        would otherwise re-set the session's timeout twice per call.
+        """
         for attempt in (1, 2):
             try:
                 async with self._connection() as conn:
-                    return await self._run(conn, sql, timeout, params)
+                    return await self._run(conn, sql, timeout, params, keep_session_timeout)
             except DBError as e:
                 # a pooled connection that died with its server: retry once on a fresh one
                 if e.reason == "connection" and attempt == 1 and self._opened:
@@ -150,10 +156,11 @@ class TargetDB:
         raise AssertionError("unreachable")
 
     async def _run(self, conn: psycopg.AsyncConnection[Any], sql: str, timeout: float,
-                   params: Sequence[Any] | None) -> Result:
+                   params: Sequence[Any] | None, keep_session_timeout: bool = False) -> Result:
         ms = max(1, int(timeout * 1000))
         try:
-            if self._timeouts.get(conn) != ms:
+            current = self._timeouts.get(conn)
+            if current != ms and not (keep_session_timeout and current is not None):
                 lock_ms = int((self.lock_timeout or timeout) * 1000)
                 await conn.execute(
                     f"SET statement_timeout = {ms}; SET lock_timeout = {min(lock_ms, ms)}"
@@ -198,7 +205,7 @@ class TargetDB:
             "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), "
             "coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false), "
             "current_database(), current_user, extract(epoch FROM clock_timestamp())::float8",
-            timeout=timeout,
+            timeout=timeout, keep_session_timeout=True,
         )
         after = time.time()
         v, rec, su, db, user, server_now = r.rows[0]
