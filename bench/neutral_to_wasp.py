@@ -14,7 +14,8 @@ packs); every neutral query becomes a wasp query of the same name:
     * a value in milliseconds (column ending `_ms` / `_milliseconds`) is
       exported in seconds: the column becomes `<stem>_seconds`, the SQL
       divides by 1000 (`salon_webhooks_1h_avg_processing_ms` ->
-      `salon_webhooks_1h_avg_processing_seconds`);
+      `salon_webhooks_1h_avg_processing_seconds`), in float8: numeric
+      division would cost more per row than the aggregate itself;
   any other name wasp rejects is an error here (nothing is renamed silently);
 - interval = `min_interval_s`, else 15 s; timeout = min(interval, --timeout
   [15 s]): one value for every query, so that the pooled sessions keep one
@@ -72,7 +73,7 @@ def _seconds(v: Any) -> str:
 
 
 def _scale_aggregate(expr: str, divisor: str) -> str:
-    """'coalesce(avg(x), 0)::float8' -> 'coalesce(avg((x) / 1000.0), 0)::float8'."""
+    """'coalesce(avg(x), 0)::float8' -> 'coalesce(avg((x)::float8 / 1000), 0)::float8'."""
     calls = list(AGG_CALL_RE.finditer(expr))
     if len(calls) != 1:
         raise ConvertError(f"cannot rescale aggregate {expr!r}: needs exactly one sum/avg/min/max")
@@ -91,7 +92,7 @@ def _scale_aggregate(expr: str, divisor: str) -> str:
     default = re.search(r"coalesce\s*\(.*,\s*([-+0-9.eE]+)\s*\)", expr, re.I)
     if default and float(default.group(1)) != 0:
         raise ConvertError(f"cannot rescale aggregate {expr!r}: non-zero coalesce default")
-    return f"{expr[:start]}({expr[start:end].strip()}) / {divisor}{expr[end:]}"
+    return f"{expr[:start]}({expr[start:end].strip()})::float8 / {divisor}{expr[end:]}"
 
 
 def metric_for(qname: str, column: str, type_: str) -> tuple[str, str, str | None]:
@@ -101,7 +102,7 @@ def metric_for(qname: str, column: str, type_: str) -> tuple[str, str, str | Non
         if type_ == "counter":
             raise ConvertError(f"{qname}.{column}: a counter in milliseconds is not supported")
         col = f"{m.group(1)}_seconds"
-        return col, f"{qname}_{col}", "1000.0"
+        return col, f"{qname}_{col}", "1000"
     name = f"{qname}_{column}"
     if type_ == "counter" and not name.endswith("_total"):
         name += "_total"
@@ -134,7 +135,7 @@ def convert_query(q: dict[str, Any], timeout: float = 15.0) -> tuple[str, dict[s
         cols = [*labels]
         for v in q["values"]:
             c = v["column"]
-            cols.append(f"{c} / {scaled[c][1]} AS {scaled[c][0]}" if c in scaled else c)
+            cols.append(f"{c}::float8 / {scaled[c][1]} AS {scaled[c][0]}" if c in scaled else c)
         sql = f"SELECT {', '.join(cols)}\nFROM (\n{sql}\n) AS q"
     interval = int(q.get("min_interval_s") or DEFAULT_INTERVAL)
     out: dict[str, Any] = {
