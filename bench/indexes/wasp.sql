@@ -1,5 +1,12 @@
 -- Index set "wasp": what wasp's evaluation of the benchmark queries reads by,
 -- on top of the application's own six (tenant-scoped) seed indexes.
+--
+-- Measured (docs/benchmark.md): bookings(updated_at) pays off (the per-row
+-- refresh reads only changed rows); the BRIN indexes do not.  Rows inserted
+-- after a VACUUM land in the free space the FSM lists at the end of old
+-- pages, widening those ranges to "last month .. now", and every query for
+-- recent rows then reads all of them.  The recommendation that came out of
+-- it: the btrees of the "seed" set plus bookings(updated_at).
 -- For run_bench.py --index-sets <repo>/bench/indexes/wasp.sql; every index is
 -- named bx_* so that the harness drops it when it switches sets.
 --
