@@ -61,6 +61,11 @@ VARIANTS = {
     "updated": dict(changes_after_insert=None, updated_column="updated_at",
                     aggregates={"n": "count(*)", "tokens": "sum(v)", "mean": "avg(v)"},
                     where="kind <> 'skip'"),
+    # a window ahead over a time that changes (bookings starting in the next
+    # LENGTH seconds, rescheduled at any time), updated_at bumped
+    "future": dict(changes_after_insert=None, updated_column="updated_at", direction="future",
+                   aggregates={"n": "count(*)", "tokens": "sum(v)", "mean": "avg(v)"},
+                   where="kind <> 'skip'"),
 }
 
 
@@ -80,7 +85,8 @@ def make_query(variant: str, ttype: str) -> QueryDef:
             "window": {"table": "w", "time_column": "created_at", "length": f"{int(LENGTH)}s",
                        "where": where, "group_by": {"grp": "grp"}, "aggregates": aggs,
                        "changes_after_insert": v["changes_after_insert"],
-                       "updated_column": v["updated_column"], "late_commit": f"{int(LATE)}s"},
+                       "updated_column": v["updated_column"], "late_commit": f"{int(LATE)}s",
+                       "direction": v.get("direction", "past")},
         }},
     })
     return cfg.queries[0]
@@ -94,9 +100,15 @@ def ts(t: float, ttype: str) -> dt.datetime:
 def full_result(conn: psycopg.Connection[Any], q: QueryDef, now: float, ttype: str) -> dict[str, dict[str, float | None]]:
     """The window evaluated in full at `now`, written independently of the collector."""
     assert q.window is not None
-    # the window at T holds the rows stamped after T - LENGTH (as the same timestamp value)
-    rows = conn.execute("select id, grp, v, kind from w where created_at > %s",
-                        (ts(now - LENGTH, ttype),)).fetchall()
+    # the window at T holds the rows stamped after T - LENGTH (as the same timestamp
+    # value), or for a window ahead, those stamped in [T, T + LENGTH)
+    if q.window.direction == "future":
+        rows = conn.execute("select id, grp, v, kind from w where created_at >= %s "
+                            "and created_at < %s",
+                            (ts(now, ttype), ts(now + LENGTH, ttype))).fetchall()
+    else:
+        rows = conn.execute("select id, grp, v, kind from w where created_at > %s",
+                            (ts(now - LENGTH, ttype),)).fetchall()
     where_skip = q.window.where is not None
     out: dict[str, list[tuple[Any, ...]]] = {}
     for _id, grp, v, kind in rows:
@@ -159,7 +171,8 @@ async def run_scenario(dsn: str, variant: str, ttype: str, steps: list[tuple[str
     q = make_query(variant, ttype)
     plan = plan_window(q)
     assert not isinstance(plan, str), plan
-    assert plan.mode == ("rows" if variant == "updated" else "buckets")
+    assert plan.mode == ("rows" if variant in ("updated", "future") else "buckets")
+    future = variant == "future"
     clock = [T0 + rng.uniform(0, 100)]
     db = TargetDB("main", dsn, read_only=True)
     await db.open()
@@ -174,11 +187,15 @@ async def run_scenario(dsn: str, variant: str, ttype: str, steps: list[tuple[str
             def insert(n: int, age_max: float) -> None:
                 nonlocal next_id
                 for _ in range(n):
-                    t = clock[0] - rng.uniform(0, age_max)
+                    written = clock[0] - rng.uniform(0, age_max)
+                    # a window ahead: rows start from a little in the past to well
+                    # beyond the window's far edge, and enter it as time moves
+                    t = clock[0] + rng.uniform(-0.2, 2.5) * LENGTH if future else written
                     v = None if rng.random() < 0.15 else rng.randint(-50, 1000)
                     conn.execute("insert into w values (%s, %s, %s, %s, %s, %s)",
                                  (f"r{next_id}", rng.choice("abcd"), v,
-                                  rng.choice(["ok", "ok", "skip"]), ts(t, ttype), ts(t, ttype)))
+                                  rng.choice(["ok", "ok", "skip"]), ts(t, ttype),
+                                  ts(written, ttype)))
                     next_id += 1
 
             # history before the first refresh, older than the window too
@@ -202,6 +219,10 @@ async def run_scenario(dsn: str, variant: str, ttype: str, steps: list[tuple[str
                             "update w set grp = %s, v = %s, kind = %s, updated_at = %s where id = %s",
                             (rng.choice("abcde"), rng.randint(0, 500), rng.choice(["ok", "skip"]),
                              ts(clock[0], ttype), rid))
+                        if future and rng.random() < 0.5:  # moved: into, out of, within the window
+                            t = clock[0] + rng.uniform(-0.5, 2.0) * LENGTH
+                            conn.execute("update w set created_at = %s where id = %s",
+                                         (ts(t, ttype), rid))
                 elif op == "advance":
                     clock[0] += x * n
                 if op == "refresh" or i == len(steps) - 1 or op == "advance":
@@ -215,7 +236,9 @@ async def run_scenario(dsn: str, variant: str, ttype: str, steps: list[tuple[str
 @pytest.mark.parametrize(("variant", "ttype"), [("frozen", "timestamp(3)"),
                                                 ("frozen", "timestamptz"),
                                                 ("bounded", "timestamp(3)"),
-                                                ("updated", "timestamp(3)")])
+                                                ("updated", "timestamp(3)"),
+                                                ("future", "timestamp(3)"),
+                                                ("future", "timestamptz")])
 def test_incremental_equals_full_at_every_step(dsn: str, variant: str, ttype: str) -> None:
     @settings(max_examples=60, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -256,3 +279,29 @@ def test_incremental_reads_only_new_rows(dsn: str) -> None:
     # the first load groups by bucket x group; the second touches a few buckets only
     assert first > 1000
     assert second < first / 5, (first, second)
+
+
+def test_fetch_streams_rows_to_a_sink_in_chunks(dsn: str) -> None:
+    """A streamed statement hands its rows over in chunks and keeps none itself."""
+
+    async def scenario() -> tuple[list[int], list[int], tuple[str, ...], int]:
+        db = TargetDB("main", dsn, read_only=True)
+        await db.open()
+        sizes: list[int] = []
+        seen: list[int] = []
+
+        def sink(rows: list[tuple[Any, ...]]) -> None:
+            sizes.append(len(rows))
+            seen.extend(int(r[0]) for r in rows)
+
+        try:
+            r = await db.fetch("select g, g * 2 as twice from generate_series(1, 4500) g",
+                               timeout=10, sink=sink, chunk=1000)
+            return sizes, seen, r.columns, len(r.rows)
+        finally:
+            await db.close()
+
+    sizes, seen, cols, kept = asyncio.run(scenario())
+    assert sizes == [1000, 1000, 1000, 1000, 500]
+    assert seen == list(range(1, 4501))
+    assert cols == ("g", "twice") and kept == 0

@@ -74,7 +74,12 @@ class ValueDef:
 
 @dataclass(frozen=True, slots=True)
 class WindowDef:
-    """The structured form of a trailing time-window query (for incremental evaluation)."""
+    """The structured form of a time-window query (for incremental evaluation).
+
+    ``direction: past`` (the default) is a trailing window, rows with
+    ``time > now - length``; ``future`` a window ahead, rows with
+    ``now <= time < now + length`` (bookings starting in the next 24 h).
+    """
 
     table: str
     time_column: str
@@ -91,6 +96,8 @@ class WindowDef:
     late_commit: float = 60.0
     #: never incremental: evaluate the whole window every time
     incremental: bool = True
+    #: past: time > now - length; future: now <= time < now + length
+    direction: str = "past"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +242,7 @@ QUERY_KEYS = {
 VALUE_KEYS = {"column", "metric", "type", "help", "unit", "const_labels"}
 WINDOW_KEYS = {"table", "time_column", "length", "where", "group_by", "aggregates",
                "changes_after_insert", "updated_column", "key_column", "late_commit",
-               "incremental"}
+               "incremental", "direction"}
 REQUIRES_KEYS = {"tables", "columns", "extensions", "min_server_version", "superuser"}
 
 
@@ -347,6 +354,7 @@ def _parse_window(node: Node, options: Mapping[str, Any]) -> WindowDef:
         key_column=node.child("key_column").str("id"),
         late_commit=node.child("late_commit").duration(60.0),
         incremental=node.child("incremental").bool(True),
+        direction=node.child("direction").str("past", choices=("past", "future")),
     )
 
 

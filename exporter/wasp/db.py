@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +27,12 @@ __all__ = ["DBError", "Result", "ServerInfo", "TargetDB"]
 log = logging.getLogger(__name__)
 
 Reason = Literal["timeout", "sql", "connection", "permission"]
+
+#: receives the rows of a streamed statement, a chunk at a time
+Sink = Callable[[list[tuple[Any, ...]]], None]
+
+# libpq 17 delivers rows in chunks; older ones one row at a time
+_CHUNKED = psycopg.pq.version() >= 170000
 
 
 class DBError(Exception):
@@ -137,26 +143,42 @@ class TargetDB:
                           f"within {self.connect_timeout:g}s") from e
 
     async def fetch(self, sql: str, *, timeout: float, params: Sequence[Any] | None = None,
-                    keep_session_timeout: bool = False) -> Result:
+                    keep_session_timeout: bool = False, sink: Sink | None = None,
+                    chunk: int = 2000) -> Result:
         """Run one statement with `timeout` seconds of statement_timeout; return its rows.
 
         With `keep_session_timeout`, a session that already has a statement_timeout
         keeps it (the client-side deadline still applies): for short probes, which
         would otherwise re-set the session's timeout twice per call.
+
+        With `sink`, the rows are not collected: they stream from the server and
+        `sink` receives them `chunk` rows at a time (memory stays bounded by the
+        chunk, not the result), and the returned Result has the columns only.
         """
+        delivered = 0
+
+        def counting(rows: list[tuple[Any, ...]]) -> None:
+            nonlocal delivered
+            delivered += len(rows)
+            assert sink is not None
+            sink(rows)
+
         for attempt in (1, 2):
             try:
                 async with self._connection() as conn:
-                    return await self._run(conn, sql, timeout, params, keep_session_timeout)
+                    return await self._run(conn, sql, timeout, params, keep_session_timeout,
+                                           counting if sink is not None else None, chunk)
             except DBError as e:
-                # a pooled connection that died with its server: retry once on a fresh one
-                if e.reason == "connection" and attempt == 1 and self._opened:
+                # a pooled connection that died with its server: retry once on a fresh
+                # one (not once a sink has rows: they would be delivered twice)
+                if e.reason == "connection" and attempt == 1 and self._opened and not delivered:
                     continue
                 raise
         raise AssertionError("unreachable")
 
     async def _run(self, conn: psycopg.AsyncConnection[Any], sql: str, timeout: float,
-                   params: Sequence[Any] | None, keep_session_timeout: bool = False) -> Result:
+                   params: Sequence[Any] | None, keep_session_timeout: bool = False,
+                   sink: Sink | None = None, chunk: int = 2000) -> Result:
         ms = max(1, int(timeout * 1000))
         try:
             current = self._timeouts.get(conn)
@@ -170,8 +192,20 @@ class TargetDB:
             async with conn.cursor(binary=True) as cur:
                 try:
                     async with asyncio.timeout(timeout + max(2.0, timeout * 0.5)):
-                        await cur.execute(sql, params, prepare=False)
-                        rows = await cur.fetchall() if cur.description else []
+                        if sink is None:
+                            await cur.execute(sql, params, prepare=False)
+                            rows = await cur.fetchall() if cur.description else []
+                        else:
+                            rows = []
+                            buf: list[tuple[Any, ...]] = []
+                            async for row in cur.stream(sql, params,
+                                                        size=chunk if _CHUNKED else 1):
+                                buf.append(row)
+                                if len(buf) >= chunk:
+                                    sink(buf)
+                                    buf = []
+                            if buf:
+                                sink(buf)
                 except TimeoutError:
                     # the server did not answer in time: cancel there too, drop the session
                     with contextlib.suppress(Exception):

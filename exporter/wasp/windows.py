@@ -36,7 +36,6 @@ catches what no declaration can (a deleted row).
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 import logging
 import math
 import re
@@ -226,6 +225,15 @@ def plan_window(q: QueryDef) -> WindowPlan | str:
             return f"aggregate {col}: {expr!r} is not count/sum/avg/min/max of one expression"
         aggs.append(a)
     bucket = float(min(300, max(5, round(w.length / 288))))
+    if w.direction == "future":
+        # rows enter a window ahead as time moves (their time is not "now" when
+        # written) and their time itself may change (a booking moved): only a
+        # per-row state kept exact by the updated column can follow that
+        if w.updated_column is None:
+            return "a future window needs an updated_column to be maintained"
+        if any(a.fn in ("min", "max") for a in aggs):
+            return "min/max over rows that change at any time cannot be maintained"
+        return WindowPlan("rows", tuple(aggs), bucket, w.late_commit)
     if w.changes_after_insert is not None:
         reread = max(w.changes_after_insert, w.late_commit)
         return WindowPlan("buckets", tuple(aggs), bucket, reread)
@@ -268,15 +276,22 @@ class WindowCollector(QueryCollector):
         self._loaded_at = 0.0
         # buckets mode: bucket index -> group -> partials
         self._buckets: dict[int, dict[tuple[str, ...], list[Any]]] = {}
-        # rows mode: key -> (time, group, contribution); group totals; expiry heap
-        self._rows: dict[Any, tuple[float, tuple[str, ...], tuple[float, ...]]] = {}
-        self._totals: dict[tuple[str, ...], list[float]] = {}
-        self._heap: list[tuple[float, Any]] = []
-        # one shared tuple per group (and per contribution when only counts are
-        # kept) instead of one per row: a 24 h window holds every row's entry
-        self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._contribs: dict[tuple[float, ...], tuple[float, ...]] | None = (
+        # rows mode: a 24 h window remembers every row in it (100,000 bookings a
+        # day for a large customer), so a row costs one dict entry whose value
+        # is one int: time in microseconds, group index and contribution index
+        # packed (see _pack). Groups and (for windows that only count)
+        # contributions are numbered once; other contributions are kept per row.
+        self._rows: dict[Any, int] = {}
+        self._rowc: dict[Any, tuple[float, ...]] = {}
+        self._groups: list[tuple[str, ...]] = []
+        self._gidx: dict[tuple[str, ...], int] = {}
+        self._totals: dict[int, list[float]] = {}
+        self._cvals: list[tuple[float, ...]] = []
+        self._cidx: dict[tuple[float, ...], int] | None = (
             {} if all(a.fn in ("count_star", "count") for a in self.aggs) else None)
+        # time bucket -> keys of the rows stamped in it (for expiry; stale
+        # entries of moved or dropped rows are skipped when their bucket expires)
+        self._expiry: dict[int, list[Any]] = {}
         self.rows_read = 0
         self.full_loads = 0
 
@@ -326,7 +341,7 @@ class WindowCollector(QueryCollector):
             self._refresh_buckets(await self._read_buckets(db, now, ranges), now, ranges)
             rows = self._bucket_rows()
         else:
-            self._refresh_rows(await self._read_rows(db, now, full), now, full)
+            await self._refresh_rows(db, now, full)
             rows = self._rows_result()
         if full:
             self._loaded_at = now
@@ -414,7 +429,7 @@ class WindowCollector(QueryCollector):
         return [(*key, *_final(self.aggs, part)) for key, part in totals.items()]
 
     # -- rows ------------------------------------------------------------------------
-    async def _read_rows(self, db: TargetDB, now: float, full: bool) -> Result:
+    def _rows_sql(self, now: float, full: bool) -> tuple[str, tuple[Any, ...]]:
         w = self.window
         assert w.updated_column is not None
         t = w.time_column
@@ -422,18 +437,111 @@ class WindowCollector(QueryCollector):
         match = f"({_escape(w.where)})" if w.where else "true"
         select = (f"SELECT {w.key_column} AS wasp_key, date_part('epoch', {t}) AS wasp_t, "
                   f"coalesce({match}, false) AS wasp_match{self._group_sql()}"
-                  + "".join(f", {a}" for a in args))
-        edge = now - w.length
+                  + "".join(f", {a}" for a in args) + f" FROM {w.table} WHERE ")
+        since = None if full else self._param(self._prev - self.plan.reread)  # type: ignore[operator]
+        if w.direction == "past":
+            edge = self._param(now - w.length)
+            if since is None:
+                return f"{select}{t} > %s", (edge,)
+            return f"{select}{t} > %s AND {w.updated_column} >= %s", (edge, since)
+        far = self._param(now + w.length)
+        if since is None:
+            return f"{select}{t} >= %s AND {t} < %s", (self._param(now), far)
+        # rows that changed (wherever their time moved), and the slice of time
+        # that entered the window since the last refresh
+        assert self._prev is not None
+        return (f"{select}{w.updated_column} >= %s OR ({t} >= %s AND {t} < %s)",
+                (since, self._param(self._prev + w.length), far))
+
+    async def _refresh_rows(self, db: TargetDB, now: float, full: bool) -> None:
         if full:
-            sql = f"{select} FROM {w.table} WHERE {t} > %s"
-            params: tuple[Any, ...] = (self._param(edge),)
-        else:
-            assert self._prev is not None
-            sql = f"{select} FROM {w.table} WHERE {t} > %s AND {w.updated_column} >= %s"
-            params = (self._param(edge), self._param(self._prev - self.plan.reread))
-        r = await db.fetch(sql, timeout=self.timeout, params=params)
-        self.rows_read += len(r.rows)
-        return r
+            self._rows, self._rowc, self._totals, self._expiry = {}, {}, {}, {}
+            self._groups, self._gidx, self._cvals = [], {}, []
+            if self._cidx is not None:
+                self._cidx = {}
+        sql, params = self._rows_sql(now, full)
+        # window bounds in whole microseconds, as rows are kept (see _pack)
+        lo, hi = ((round((now - self.window.length) * 1e6), 0) if self.window.direction == "past"
+                  else (round(now * 1e6), round((now + self.window.length) * 1e6)))
+        try:
+            # streamed: a first load of 100,000 rows never sits in memory at once
+            await db.fetch(sql, timeout=self.timeout, params=params,
+                           sink=lambda rows: self._fold(rows, lo, hi))
+        except BaseException:
+            self._prev = None  # half folded: the next refresh loads the window afresh
+            raise
+        self._expire(now)
+
+    def _fold(self, rows: list[tuple[Any, ...]], lo: int, hi: int) -> None:
+        """Replace each row's old contribution by its new one.
+
+        Rows inside the window count: past, time > lo; future, lo <= time < hi
+        (microseconds). A row is kept as one int: its time in microseconds,
+        group index and contribution index packed (time << 48 | group << 24 | index).
+        """
+        ng = len(self.labels)
+        past = self.window.direction == "past"
+        b_us = round(self.plan.bucket * 1e6)
+        rows_, rowc, gidx, cidx = self._rows, self._rowc, self._gidx, self._cidx
+        self.rows_read += len(rows)
+        for row in rows:
+            rk, t_us, matched = row[0], round(float(row[1]) * 1e6), bool(row[2])
+            if isinstance(rk, uuid.UUID):
+                rk = rk.int  # smaller, and not tracked by the garbage collector
+            old = rows_.pop(rk, None)
+            if old is not None:
+                low = old & 0xFFFFFFFFFFFF
+                ogi, oci = low >> 24, low & 0xFFFFFF
+                self._apply(ogi, self._cvals[oci] if cidx is not None else rowc.pop(rk), -1.0)
+            inside = (t_us > lo) if past else (lo <= t_us < hi)
+            if not (matched and inside):
+                continue
+            key = tuple("" if v is None else str(v) for v in row[3:3 + ng])
+            gi = gidx.get(key)
+            if gi is None:
+                gi = gidx[key] = len(self._groups)
+                self._groups.append(key)
+            contrib = self._contribution(tuple(row[3 + ng:]))
+            if cidx is not None:
+                ci = cidx.get(contrib)
+                if ci is None:
+                    ci = cidx[contrib] = len(self._cvals)
+                    self._cvals.append(contrib)
+            else:
+                ci = 0
+                rowc[rk] = contrib
+            packed = (t_us << 48) + (gi << 24) + ci
+            rows_[rk] = packed
+            self._apply(gi, contrib, 1.0)
+            if old is None or (old >> 48) != (packed >> 48):
+                self._expiry.setdefault((packed >> 48) // b_us, []).append(rk)
+
+    def _expire(self, now: float) -> None:
+        """Drop the rows whose time left the window (past: t <= now - length; future: t < now)."""
+        past = self.window.direction == "past"
+        edge = now - self.window.length if past else now
+        edge_us = round(edge * 1e6)
+        b_us = round(self.plan.bucket * 1e6)  # buckets by integer arithmetic, as in _fold
+        edge_idx = edge_us // b_us
+        for idx in sorted(i for i in self._expiry if i <= edge_idx):
+            keep: list[Any] = []
+            for rk in self._expiry.pop(idx):
+                cur = self._rows.get(rk)
+                if cur is None:
+                    continue
+                t_us = cur >> 48
+                if t_us // b_us != idx:
+                    continue  # moved to another bucket: listed there
+                if t_us < edge_us or (past and t_us == edge_us):
+                    del self._rows[rk]
+                    low = cur & 0xFFFFFFFFFFFF
+                    gi, ci = low >> 24, low & 0xFFFFFF
+                    contrib = self._cvals[ci] if self._cidx is not None else self._rowc.pop(rk)
+                    self._apply(gi, contrib, -1.0)
+                else:
+                    keep.append(rk)
+            if keep:
+                self._expiry[idx] = keep
 
     def _contribution(self, values: tuple[Any, ...]) -> tuple[float, ...]:
         out: list[float] = []
@@ -449,50 +557,19 @@ class WindowCollector(QueryCollector):
             else:  # sum, avg
                 out.extend((0.0, 0.0) if v is None else (float(v), 1.0))
         out.append(1.0)  # hidden row count: a group with no rows disappears
-        c = tuple(out)
-        return c if self._contribs is None else self._contribs.setdefault(c, c)
+        return tuple(out)
 
-    def _apply(self, key: tuple[str, ...], contrib: tuple[float, ...], sign: float) -> None:
-        acc = self._totals.get(key)
+    def _apply(self, gi: int, contrib: tuple[float, ...], sign: float) -> None:
+        acc = self._totals.get(gi)
         if acc is None:
-            acc = self._totals[key] = [0.0] * len(contrib)
+            acc = self._totals[gi] = [0.0] * len(contrib)
         for i, v in enumerate(contrib):
             acc[i] += sign * v
         if acc[-1] <= 0.5:
-            del self._totals[key]
-
-    def _refresh_rows(self, r: Result, now: float, full: bool) -> None:
-        if full:
-            self._rows, self._totals, self._heap, self._keys = {}, {}, [], {}
-            if self._contribs is not None:
-                self._contribs = {}
-        ng = len(self.labels)
-        keys = self._keys
-        for row in r.rows:
-            rk, t, matched = row[0], float(row[1]), bool(row[2])
-            if isinstance(rk, uuid.UUID):
-                rk = rk.int  # smaller, and not tracked by the garbage collector
-            key = tuple("" if v is None else str(v) for v in row[3:3 + ng])
-            key = keys.setdefault(key, key)
-            old = self._rows.pop(rk, None)
-            if old is not None:
-                self._apply(old[1], old[2], -1.0)
-            if matched:
-                contrib = self._contribution(tuple(row[3 + ng:]))
-                self._rows[rk] = (t, key, contrib)
-                self._apply(key, contrib, 1.0)
-                if old is None or old[0] != t:
-                    heapq.heappush(self._heap, (t, rk))
-        edge = now - self.window.length
-        while self._heap and self._heap[0][0] <= edge:
-            t, rk = heapq.heappop(self._heap)
-            cur = self._rows.get(rk)
-            if cur is not None and cur[0] == t:
-                del self._rows[rk]
-                self._apply(cur[1], cur[2], -1.0)
+            del self._totals[gi]
 
     def _rows_result(self) -> list[tuple[Any, ...]]:
-        return self._result_rows({k: v[:-1] for k, v in self._totals.items()})
+        return self._result_rows({self._groups[gi]: v[:-1] for gi, v in self._totals.items()})
 
 
 def _num(v: Any) -> float | None:
