@@ -5,6 +5,14 @@ successful run replaces that collector's families, and the exposition bytes
 are re-rendered after changes. A run still going when its next turn comes is
 skipped and counted, never stacked. A failed run keeps the last good families
 until they are `stale_after` old, then they are dropped.
+
+Rendering never holds up a scrape: the list of chunks to render is taken on
+the event loop (cheap and consistent), the join and gzip run in a worker
+thread, and the finished (plain, gzip) pair replaces the served one in a
+single assignment on the loop. Renders are coalesced: one at a time, starts at
+least `render_spacing` apart (the one showing the first complete round is not
+held back), soon after changes and at least every RENDER_MAX_INTERVAL seconds.
+Changes during a render cause exactly one more.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import collections
 import contextlib
 import importlib
 import logging
+import math
 import random
 import time
 from collections.abc import Iterable
@@ -34,6 +43,12 @@ log = logging.getLogger(__name__)
 PING_INTERVAL = 15.0
 MAX_BACKOFF = 30.0
 REQUIRES_RECHECK = 600.0
+#: the longest the exposition goes without a render (self-metrics such as ages change)
+RENDER_MAX_INTERVAL = 5.0
+#: the least time between the starts of two background renders (default)
+RENDER_SPACING = 1.0
+#: a change waits this long before rendering, so a burst of completions lands in one render
+RENDER_DEBOUNCE = 0.05
 
 
 @dataclass
@@ -78,8 +93,11 @@ class TargetState:
 class Engine:
     """Schedules collectors, keeps their last results, renders the exposition."""
 
-    def __init__(self, cfg: Config, *, collectors: Iterable[Collector] | None = None) -> None:
+    def __init__(self, cfg: Config, *, collectors: Iterable[Collector] | None = None,
+                 render_spacing: float = RENDER_SPACING) -> None:
         self.cfg = cfg
+        #: the least time between the starts of two background renders
+        self.render_spacing = render_spacing
         self.status_dir = Path(cfg.server.status_dir)
         self.targets: dict[str, TargetState] = {}
         for t in cfg.targets:
@@ -93,6 +111,8 @@ class Engine:
         for c in collectors if collectors is not None else self._build_collectors():
             self.add_collector(c)
         self._rendered = render([])
+        self._render_seq = 0  # bumped by every snapshot
+        self._installed_seq = 0  # the snapshot the served exposition comes from
         self._global = asyncio.Semaphore(cfg.server.max_concurrent_queries)
         self._dirty = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -360,15 +380,50 @@ class Engine:
 
     # -- rendering --------------------------------------------------------------
     async def _render_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -math.inf  # loop time the last render started
+        ready_rendered = False  # a render taken once every collector had run is served
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), timeout=5.0)
-            await asyncio.sleep(0.05)  # let a burst of completions land in one render
+                wait = max(0.0, last + RENDER_MAX_INTERVAL - loop.time())
+                await asyncio.wait_for(self._dirty.wait(), timeout=wait)
+            # keep render starts `render_spacing` apart, except that the first round
+            # complete (the engine turning ready) is shown without that delay
+            while (pause := last + self.render_spacing - loop.time()) > 0:
+                if self.ready and not ready_rendered:
+                    break
+                self._dirty.clear()  # a completion wakes this up to check readiness
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), timeout=pause)
+            await asyncio.sleep(RENDER_DEBOUNCE)  # let a burst of completions land in one render
+            # changes from here on (also during the render) are picked up by the next one
             self._dirty.clear()
-            self.render_now()
+            last = loop.time()
+            ready_rendered = ready_rendered or self.ready
+            try:
+                await self.render_in_thread()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep serving the last exposition; try again next turn
+                log.exception("rendering the exposition failed")
+
+    async def render_in_thread(self) -> Rendered:
+        """Render the current state with the join and gzip in a worker thread, then keep it.
+
+        The snapshot is taken here on the loop; the result replaces the served
+        exposition only if no later snapshot was installed meanwhile.
+        """
+        seq, chunks = self._snapshot()
+        rendered = await asyncio.to_thread(_render_chunks, chunks)
+        return self._install(seq, rendered)
 
     def render_now(self) -> Rendered:
-        """Render the exposition from the current state and keep it."""
+        """Render the exposition from the current state right here (blocking) and keep it."""
+        seq, chunks = self._snapshot()
+        return self._install(seq, _render_chunks(chunks))
+
+    def _snapshot(self) -> tuple[int, list[tuple[Family, str]]]:
+        """What to render now: every collector's current chunks and the self-metrics."""
         now = time.monotonic()
         stale = self.cfg.server.stale_after
         chunks: list[tuple[Family, str]] = []
@@ -384,14 +439,26 @@ class Engine:
             chunks.extend(st.chunks)
         for f in self._self_families():
             chunks.append((f, render_samples(f)))
-        self._rendered = render(chunks)
-        self.renders += 1
+        self._render_seq += 1
+        return self._render_seq, chunks
+
+    def _install(self, seq: int, rendered: Rendered) -> Rendered:
+        """Serve `rendered` unless a later snapshot is already served; returns what is served."""
+        if seq > self._installed_seq:
+            self._installed_seq = seq
+            self._rendered = rendered  # one assignment: plain and gzip always travel together
+            self.renders += 1
         return self._rendered
 
     def _self_families(self) -> list[Family]:
         from .selfmetrics import self_families
 
         return self_families(self)
+
+
+def _render_chunks(chunks: list[tuple[Family, str]]) -> Rendered:
+    """Join and compress (pure; runs in a worker thread, zlib releases the GIL)."""
+    return render(chunks)
 
 
 async def check_requires(db: TargetDB, req: Requires) -> str | None:
