@@ -25,7 +25,11 @@ packs); every neutral query becomes a wasp query of the same name:
 - a `window:` block becomes wasp's `window:` (length_s -> length "Ns",
   changes_after_insert_s -> changes_after_insert "Ns", null stays null,
   where / group_by / aggregates / updated_column as they are), so wasp
-  evaluates it incrementally.
+  evaluates it incrementally;
+- a query the neutral file declares no window for gets one from --windows
+  (default: bench/windows.yaml beside this script) when that file names it,
+  in the same structured form plus wasp's `direction: future` for windows
+  ahead (bookings starting in the next 24 h). The SQL stays the harness's.
 
 With --check WASP the result is validated with `WASP check-config`.
 Only PyYAML is needed.
@@ -111,7 +115,8 @@ def metric_for(qname: str, column: str, type_: str) -> tuple[str, str, str | Non
     return column, name, None
 
 
-def convert_query(q: dict[str, Any], timeout: float = 15.0) -> tuple[str, dict[str, Any], list[tuple[str, str]]]:
+def convert_query(q: dict[str, Any], timeout: float = 15.0, extra_window: dict[str, Any] | None = None,
+                  ) -> tuple[str, dict[str, Any], list[tuple[str, str]]]:
     """One neutral query -> (name, wasp query, [(neutral metric, wasp metric)] renamed)."""
     name = q["name"]
     if not QUERY_NAME_RE.match(name):
@@ -147,7 +152,7 @@ def convert_query(q: dict[str, Any], timeout: float = 15.0) -> tuple[str, dict[s
         "labels": labels,
         "values": values,
     }
-    w = q.get("window")
+    w = q.get("window") or extra_window
     if w:
         group_by = dict(w.get("group_by") or {})
         if set(group_by) != set(labels):
@@ -171,20 +176,32 @@ def convert_query(q: dict[str, Any], timeout: float = 15.0) -> tuple[str, dict[s
         win["changes_after_insert"] = None if cai is None else _seconds(cai)
         if w.get("updated_column"):
             win["updated_column"] = w["updated_column"]
+        if w.get("direction"):
+            win["direction"] = str(w["direction"])
         out["window"] = win
     return name, out, renamed
 
 
 def convert(queries: list[dict[str, Any]], dsn_env: str, listen: str,
-            status_dir: str, timeout: float = 15.0) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+            status_dir: str, timeout: float = 15.0,
+            windows: dict[str, dict[str, Any]] | None = None,
+            ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    windows = dict(windows or {})
     wq: dict[str, Any] = {}
     renamed: list[tuple[str, str]] = []
     for q in queries:
-        name, body, ren = convert_query(q, timeout)
+        extra = windows.pop(str(q.get("name")), None)
+        if extra is not None and q.get("window"):
+            raise ConvertError(f"{q.get('name')}: --windows declares a window for a query "
+                               "that declares its own")
+        name, body, ren = convert_query(q, timeout, extra)
         if name in wq:
             raise ConvertError(f"duplicate query name {name!r}")
         wq[name] = body
         renamed += ren
+    if windows:
+        raise ConvertError(f"--windows names queries the neutral file does not have: "
+                           f"{', '.join(sorted(windows))}")
     cfg = {
         "server": {"listen": listen, "status_dir": status_dir, "log_level": "warning"},
         "targets": {"bench": {"dsn_env": dsn_env, "packs": [], "pool_max": 2}},
@@ -215,13 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=15.0,
                     help="statement timeout in seconds (capped at each query's interval)")
     ap.add_argument("--status-dir", help="server.status_dir (default: <out>.status beside the config)")
+    ap.add_argument("--windows", default=str(Path(__file__).resolve().parent / "windows.yaml"),
+                    help="window declarations for queries the neutral file declares none for "
+                         "(default: %(default)s; '' for none)")
     ap.add_argument("--check", metavar="WASP", help="validate the result with `WASP check-config`")
     a = ap.parse_args(argv)
     out = Path(a.out)
     try:
+        windows = yaml.safe_load(Path(a.windows).read_text()) if a.windows else None
+        if windows is not None and not isinstance(windows, dict):
+            raise ConvertError(f"{a.windows}: expected a mapping of query name -> window")
         cfg, renamed = convert(load_neutral(Path(a.queries)), a.dsn_env, a.listen,
                                a.status_dir or str(out.resolve().parent / (out.name + ".status")),
-                               a.timeout)
+                               a.timeout, windows)
     except ConvertError as e:
         print(f"neutral_to_wasp: {e}", file=sys.stderr)
         return 2

@@ -1,5 +1,5 @@
--- Index set "wasp": what wasp's evaluation of the benchmark queries reads by,
--- on top of the application's own six (tenant-scoped) seed indexes.
+-- Index set "wasp-brin" (measured as "wasp" in the first runs, see
+-- docs/benchmark.md): BRIN on the append-only tables, on top of the application's six (tenant-scoped) seed indexes.
 --
 -- Measured (docs/benchmark.md): bookings(updated_at) pays off (the per-row
 -- refresh reads only changed rows); the BRIN indexes do not.  Rows inserted
