@@ -539,7 +539,8 @@ class _Generator:
         )
         status, updated = self._booking_status()
         # Double bookings: ~0.6% of upcoming live bookings get a second, overlapping booking of
-        # the same master, and at least three in the next 24 hours.
+        # the same master, and at least three in the next 24 hours (starting 1 h to 23 h
+        # after the end of the load, so that they are still "next 24 h" a while later).
         self._exec(f"""
             INSERT INTO dg_booking
             SELECT (SELECT max(code_n) FROM dg_booking) + row_number() OVER (ORDER BY id),
@@ -550,13 +551,16 @@ class _Generator:
             FROM (
                 SELECT b.*, least(15 * floor(random() * 3), extract(epoch FROM end_ts - start_ts) / 60 - 15)
                               * interval '1 minute' AS shift,
-                       row_number() OVER (PARTITION BY b.start_ts < %(end)s + interval '24 hours'
+                       row_number() OVER (PARTITION BY b.start_ts BETWEEN %(end)s + interval '1 hour'
+                                                               AND %(end)s + interval '23 hours'
                                           ORDER BY b.extra_u) AS rn
                 FROM dg_booking b CROSS JOIN LATERAL (SELECT {status} AS status OFFSET 0) s
                 WHERE b.start_ts > %(end)s AND s.status <> 'CANCELLED'
                 ORDER BY b.id
             ) d
-            WHERE extra_u < 0.006 OR (start_ts < %(end)s + interval '24 hours' AND rn <= 3)""")
+            WHERE extra_u < 0.006
+               OR (start_ts BETWEEN %(end)s + interval '1 hour' AND %(end)s + interval '23 hours'
+                   AND rn <= 3)""")
         # A cancelled slot is often re-booked by someone else: overlapping, but not a double booking.
         self._exec(f"""
             INSERT INTO dg_booking
