@@ -182,6 +182,8 @@ async def run_scenario(dsn: str, variant: str, ttype: str, steps: list[tuple[str
             conn.execute("drop table if exists w")
             conn.execute(f"create table w (id text primary key, grp text, v int, kind text, "
                          f"created_at {ttype}, updated_at {ttype})")
+            if future:  # without it a window ahead runs in full (see the test below)
+                conn.execute("create index on w (updated_at)")
             next_id = 0
 
             def insert(n: int, age_max: float) -> None:
@@ -229,6 +231,7 @@ async def run_scenario(dsn: str, variant: str, ttype: str, steps: list[tuple[str
                     fams = await wc.refresh(db)
                     compare(collector_result(fams, q), full_result(conn, q, clock[0], ttype), q,
                             f"step {i} ({op})")
+                    assert wc.in_full is None
     finally:
         await db.close()
 
@@ -305,3 +308,45 @@ def test_fetch_streams_rows_to_a_sink_in_chunks(dsn: str) -> None:
     assert sizes == [1000, 1000, 1000, 1000, 500]
     assert seen == list(range(1, 4501))
     assert cols == ("g", "twice") and kept == 0
+
+
+def test_window_ahead_without_an_index_on_the_updated_column_runs_in_full(dsn: str) -> None:
+    """No index on updated_at: the plain SQL runs; once one exists, incremental again."""
+
+    async def scenario() -> None:
+        q = make_query("future", "timestamptz")
+        plan = plan_window(q)
+        assert not isinstance(plan, str)
+        clock = [T0]
+        db = TargetDB("main", dsn, read_only=True)
+        await db.open()
+        wc = WindowCollector(q, "main", plan, clock=lambda: clock[0], full_every=600)
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("drop table if exists w")
+                conn.execute("create table w (id text primary key, grp text, v int, kind text, "
+                             "created_at timestamptz, updated_at timestamptz)")
+                # rows ahead of the fake clock (the plain SQL uses now(): the real clock)
+                conn.execute("insert into w select 'r' || g, 'g' || (g % 3), g, 'ok', "
+                             "now() + g * interval '1 second', now() from generate_series(1, 50) g")
+                fams = await wc.refresh(db)
+                assert wc.in_full is not None and "no index on w(updated_at)" in wc.in_full
+                assert wc.rows_read == 0  # the plain query ran, not the window's reads
+                got = collector_result(fams, q)
+                assert sum(v["n"] or 0 for v in got.values()) == 50  # the SQL's own answer
+                conn.execute("create index on w (updated_at)")
+                conn.execute("insert into w select 'f' || g, 'g' || (g %% 3), g, 'ok', "
+                             "to_timestamp(%s + g * 20), now() from generate_series(1, 40) g",
+                             (T0 + 630,))
+                clock[0] += 30
+                await wc.refresh(db)
+                assert wc.in_full is not None  # checked again only at the next reload
+                clock[0] += 600
+                fams = await wc.refresh(db)
+                assert wc.in_full is None and wc.rows_read > 0
+                compare(collector_result(fams, q), full_result(conn, q, clock[0], "timestamptz"),
+                        q, "after the index")
+        finally:
+            await db.close()
+
+    asyncio.run(scenario())
