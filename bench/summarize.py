@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summary tables of the exporter benchmark (run_bench.py results.json) for docs/benchmark.md.
 
-    python3 bench/summarize.py bench/results/results.json
+    python3 bench/summarize.py bench/results/results.json [--per-query]
 
 Per data size and index set: every contestant's steady-phase cost per minute
 (DB ms, DB calls, exporter CPU ms), scrape latency p50/p99 (sequential and
@@ -55,39 +55,43 @@ def table(runs: list[dict]) -> list[str]:
 def bars(runs: list[dict], small: str, large: str) -> list[str]:
     by = {(str(r["scale_days"]), r["index_set"], r["contestant"]): r for r in runs}
 
-    def get(scale: str, c: str, idx: str = "seed") -> dict | None:
+    def get(scale: str, c: str, idx: str) -> dict | None:
         r = by.get((scale, idx, c))
         return r if r and r.get("steady") else None
 
-    out = ["| bar | measured | verdict |", "|---|--:|---|"]
+    out = ["| bar | index set | measured | verdict |", "|---|---|--:|---|"]
 
-    def row(text: str, value: float | None, limit: float, fmt: str) -> None:
+    def row(text: str, idx: str, value: float | None, limit: float, fmt: str) -> None:
         if value is None:
-            out.append(f"| {text} | n/a | not measured |")
+            out.append(f"| {text} | {idx} | n/a | not measured |")
         else:
-            out.append(f"| {text} | {format(value, fmt)} | {'met' if value <= limit else 'MISSED'} |")
+            out.append(f"| {text} | {idx} | {format(value, fmt)} | "
+                       f"{'met' if value <= limit else 'MISSED'} |")
 
-    for scale, limit in ((small, 0.25), (large, 0.10)):
-        w, q = get(scale, "wasp"), get(scale, "query-exporter-interval")
-        v = (w["steady"]["db_ms_per_min"] / q["steady"]["db_ms_per_min"]) if w and q else None
-        row(f"{scale}, seed: wasp DB ms/min ÷ query-exporter interval ≤ {limit:.0%}", v, limit, ".1%")
-    w1, w10 = get(small, "wasp"), get(large, "wasp")
-    v = (w10["steady"]["db_ms_per_min"] / w1["steady"]["db_ms_per_min"]) if w1 and w10 else None
-    row(f"seed: wasp DB ms/min at {large} ÷ at {small} ≤ 3", v, 3.0, ".2f")
-    for scale in (small, large):
-        w = get(scale, "wasp")
-        row(f"{scale}, seed: wasp scrape p99, 4 clients ≤ 5 ms",
-            w["concurrent"]["latency"]["p99_ms"] if w else None, 5.0, "g")
-    for scale in (large,):
-        rss = [r["rss_hwm_kib"] / 1024 for r in runs
-               if str(r["scale_days"]) == scale and r["contestant"] == "wasp" and r.get("rss_hwm_kib")]
-        row(f"{scale}: wasp peak RSS ≤ 80 MiB (max over index sets)", max(rss) if rss else None,
-            80.0, ".0f")
+    sets = [i for i in IDX_ORDER if any(k[1] == i for k in by)]
+    sets += sorted({k[1] for k in by} - set(sets))
+    for idx in sets:
+        for scale, limit in ((small, 0.25), (large, 0.10)):
+            w, q = get(scale, "wasp", idx), get(scale, "query-exporter-interval", idx)
+            v = (w["steady"]["db_ms_per_min"] / q["steady"]["db_ms_per_min"]) if w and q else None
+            row(f"{scale}: wasp DB ms/min ÷ query-exporter interval ≤ {limit:.0%}", idx, v, limit,
+                ".1%")
+        w1, w10 = get(small, "wasp", idx), get(large, "wasp", idx)
+        v = (w10["steady"]["db_ms_per_min"] / w1["steady"]["db_ms_per_min"]) if w1 and w10 else None
+        row(f"wasp DB ms/min at {large} ÷ at {small} ≤ 3", idx, v, 3.0, ".2f")
+        for scale in (small, large):
+            w = get(scale, "wasp", idx)
+            row(f"{scale}: wasp scrape p99, 4 clients ≤ 5 ms", idx,
+                w["concurrent"]["latency"]["p99_ms"] if w else None, 5.0, "g")
+        w = by.get((large, idx, "wasp"))
+        row(f"{large}: wasp peak RSS ≤ 80 MiB", idx,
+            w["rss_hwm_kib"] / 1024 if w and w.get("rss_hwm_kib") else None, 80.0, ".0f")
     return out
 
 
 def main(argv: list[str]) -> int:
-    doc = json.loads(Path(argv[1] if len(argv) > 1 else "bench/results/results.json").read_text())
+    files = [a for a in argv[1:] if not a.startswith("--")]
+    doc = json.loads(Path(files[0] if files else "bench/results/results.json").read_text())
     runs = doc["runs"]
     scales = sorted({str(r["scale_days"]) for r in runs}, key=lambda s: (len(s), s))
     small = "30" if "30" in scales else scales[0]
@@ -95,7 +99,25 @@ def main(argv: list[str]) -> int:
     print("\n".join(table(runs)))
     print()
     print("\n".join(bars(runs, small, large)))
+    if "--per-query" in argv:
+        print()
+        print("\n".join(per_query(runs)))
     return 0
+
+
+def per_query(runs: list[dict]) -> list[str]:
+    """Steady-phase DB ms per minute of each statement, per run (pg_stat_statements)."""
+    out = []
+    for r in sorted(runs, key=_key):
+        s = r.get("steady") or {}
+        minutes = (s.get("wall_s") or 0) / 60
+        if not minutes or not s.get("db_per_query"):
+            continue
+        out.append(f"{r['scale_days']} / {r['index_set']} / {r['contestant']}:")
+        for q in s["db_per_query"]:
+            out.append(f"  {q['ms'] / minutes:8.2f} ms/min {q['calls'] / minutes:6.1f} calls/min"
+                       f"  {q['query'][:90]}")
+    return out
 
 
 if __name__ == "__main__":
