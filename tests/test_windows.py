@@ -66,6 +66,10 @@ VARIANTS = {
     "future": dict(changes_after_insert=None, updated_column="updated_at", direction="future",
                    aggregates={"n": "count(*)", "tokens": "sum(v)", "mean": "avg(v)"},
                    where="kind <> 'skip'"),
+    # a window over the column every change bumps (AI conversations active in the
+    # last LENGTH seconds: last_activity): rows move forward in time when touched
+    "touched": dict(changes_after_insert=None, updated_column="updated_at", time_column="updated_at",
+                    aggregates={"n": "count(*)", "tokens": "sum(v)"}, where="kind <> 'skip'"),
 }
 
 
@@ -82,7 +86,8 @@ def make_query(variant: str, ttype: str) -> QueryDef:
             "sql": sql, "labels": ["grp"], "interval": "15s",
             "values": [{"column": c, "metric": f"wasp_test_w_{c}", "type": "gauge", "help": "h"}
                        for c in aggs],
-            "window": {"table": "w", "time_column": "created_at", "length": f"{int(LENGTH)}s",
+            "window": {"table": "w", "time_column": v.get("time_column", "created_at"),
+                       "length": f"{int(LENGTH)}s",
                        "where": where, "group_by": {"grp": "grp"}, "aggregates": aggs,
                        "changes_after_insert": v["changes_after_insert"],
                        "updated_column": v["updated_column"], "late_commit": f"{int(LATE)}s",
@@ -107,7 +112,7 @@ def full_result(conn: psycopg.Connection[Any], q: QueryDef, now: float, ttype: s
                             "and created_at < %s",
                             (ts(now, ttype), ts(now + LENGTH, ttype))).fetchall()
     else:
-        rows = conn.execute("select id, grp, v, kind from w where created_at > %s",
+        rows = conn.execute(f"select id, grp, v, kind from w where {q.window.time_column} > %s",
                             (ts(now - LENGTH, ttype),)).fetchall()
     where_skip = q.window.where is not None
     out: dict[str, list[tuple[Any, ...]]] = {}
@@ -171,7 +176,7 @@ async def run_scenario(dsn: str, variant: str, ttype: str, steps: list[tuple[str
     q = make_query(variant, ttype)
     plan = plan_window(q)
     assert not isinstance(plan, str), plan
-    assert plan.mode == ("rows" if variant in ("updated", "future") else "buckets")
+    assert plan.mode == ("rows" if variant in ("updated", "future", "touched") else "buckets")
     future = variant == "future"
     clock = [T0 + rng.uniform(0, 100)]
     db = TargetDB("main", dsn, read_only=True)
@@ -218,9 +223,14 @@ async def run_scenario(dsn: str, variant: str, ttype: str, steps: list[tuple[str
                 elif op == "update":
                     if variant == "frozen":
                         continue
-                    lo = clock[0] - CHANGES if variant == "bounded" else -1e18
+                    # bounded: rows change within CHANGES of insert; touched: mostly
+                    # rows in the window are touched again (and move forward in it)
+                    lo = {"bounded": clock[0] - CHANGES,
+                          "touched": clock[0] - (LENGTH if rng.random() < 0.8 else 1e18)}.get(
+                              variant, -1e18)
+                    col = q.window.time_column if variant == "touched" else "created_at"  # type: ignore[union-attr]
                     ids = [r[0] for r in conn.execute(
-                        "select id from w where extract(epoch from created_at) >= %s", (lo,))]
+                        f"select id from w where extract(epoch from {col}) >= %s", (lo,))]
                     for rid in rng.sample(ids, min(n, len(ids))):
                         conn.execute(
                             "update w set grp = %s, v = %s, kind = %s, updated_at = %s where id = %s",
@@ -245,6 +255,7 @@ async def run_scenario(dsn: str, variant: str, ttype: str, steps: list[tuple[str
                                                 ("frozen", "timestamptz"),
                                                 ("bounded", "timestamp(3)"),
                                                 ("updated", "timestamp(3)"),
+                                                ("touched", "timestamptz"),
                                                 ("future", "timestamp(3)"),
                                                 ("future", "timestamptz")])
 def test_incremental_equals_full_at_every_step(dsn: str, variant: str, ttype: str) -> None:
@@ -355,3 +366,10 @@ def test_window_ahead_without_an_index_on_the_updated_column_runs_in_full(dsn: s
             await db.close()
 
     asyncio.run(scenario())
+
+
+def test_touched_rows_leave_the_window_from_their_new_time(dsn: str) -> None:
+    """Rows touched inside the window move forward; they leave it when their new time passes."""
+    steps = [("insert", 10, 0.0), ("refresh", 0, 0.0), ("advance", 1, 50.0), ("update", 6, 0.0),
+             ("refresh", 0, 0.0), ("advance", 4, 95.0), ("advance", 4, 95.0), ("advance", 4, 95.0)]
+    asyncio.run(run_scenario(dsn, "touched", "timestamptz", steps, 1))
