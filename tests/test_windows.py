@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import math
 import random
+import uuid
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from wasp.config import QueryDef, parse_config
 from wasp.db import TargetDB
+from wasp.rowtable import RowTable
 from wasp.windows import WindowCollector, parse_aggregate, plan_window
 
 
@@ -190,8 +192,18 @@ async def run_scenario(dsn: str, variant: str, ttype: str, steps: list[tuple[str
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("drop table if exists w")
-            conn.execute(f"create table w (id text primary key, grp text, v int, kind text, "
+            # row keys of the three kinds the per-row state stores differently
+            idtype = {"future": "uuid", "touched": "bigint"}.get(variant, "text")
+            conn.execute(f"create table w (id {idtype} primary key, grp text, v int, kind text, "
                          f"created_at {ttype}, updated_at {ttype})")
+
+            def new_id(n: int) -> Any:
+                if idtype == "uuid":
+                    return uuid.UUID(int=rng.getrandbits(128))
+                if idtype == "bigint":
+                    return n * 7919 - 10**6  # negative ones too
+                return f"r{n}"
+
             if future:  # without it a window ahead runs in full (see the test below)
                 conn.execute("create index on w (updated_at)")
             next_id = 0
@@ -205,7 +217,7 @@ async def run_scenario(dsn: str, variant: str, ttype: str, steps: list[tuple[str
                     t = clock[0] + rng.uniform(-0.2, 2.5) * LENGTH if future else written
                     v = None if rng.random() < 0.15 else rng.randint(-50, 1000)
                     conn.execute("insert into w values (%s, %s, %s, %s, %s, %s)",
-                                 (f"r{next_id}", rng.choice("abcd"), v,
+                                 (new_id(next_id), rng.choice("abcd"), v,
                                   rng.choice(["ok", "ok", "skip"]), ts(t, ttype),
                                   ts(written, ttype)))
                     next_id += 1
@@ -373,3 +385,48 @@ def test_touched_rows_leave_the_window_from_their_new_time(dsn: str) -> None:
     steps = [("insert", 10, 0.0), ("refresh", 0, 0.0), ("advance", 1, 50.0), ("update", 6, 0.0),
              ("refresh", 0, 0.0), ("advance", 4, 95.0), ("advance", 4, 95.0), ("advance", 4, 95.0)]
     asyncio.run(run_scenario(dsn, "touched", "timestamptz", steps, 1))
+
+
+def test_row_table_matches_a_dict_through_growth_and_deletions() -> None:
+    """RowTable against a plain dict model: random puts, pops and expiries, three key kinds."""
+    rng = random.Random(7)
+    for kind in ("uuid", "int", "text"):
+        table = RowTable(bucket_us=5_000_000, capacity=16)
+        model: dict[Any, tuple[int, int]] = {}
+        keys: list[Any] = []
+        for n in range(6000):
+            keys.append(uuid.UUID(int=rng.getrandbits(128)) if kind == "uuid"
+                        else (rng.getrandbits(70) - 2**69) if kind == "int" else f"k{n}")
+        edge = 0
+        for _ in range(40_000):
+            r = rng.random()
+            key = rng.choice(keys)
+            if r < 0.55:
+                old = table.pop(key)
+                want = model.pop(key, None)
+                assert (old[:2] if old else None) == want
+                t = edge + rng.randint(0, 600_000_000)
+                table.put(key, t, rng.getrandbits(32))
+                model[key] = (table.pop(key) or (0, 0, 0))[:2]  # read back, put again
+                table.put(key, *model[key])
+            elif r < 0.85:
+                old = table.pop(key)
+                want = model.pop(key, None)
+                assert (old[:2] if old else None) == want
+            elif r < 0.86:
+                edge += rng.randint(0, 120_000_000)
+                inclusive = rng.random() < 0.5
+                gone = {w for w, _ in table.expire(edge, inclusive=inclusive)}
+                for k in [k for k, (t, _) in model.items() if t < edge or (inclusive and t == edge)]:
+                    assert model.pop(k)[1] in gone
+                assert all(t >= edge for t, _ in model.values())
+                if rng.random() < 0.5:  # rows exactly at the edge
+                    model_edge = [k for k in keys[:50] if k not in model]
+                    for k in model_edge[:3]:
+                        table.put(k, edge, 1)
+                        model[k] = (edge, 1)
+            assert len(table) == len(model)
+        for key in keys:
+            got = table.pop(key)
+            assert (got[:2] if got else None) == model.pop(key, None)
+        assert len(table) == 0 and not table._ids and not table._keys

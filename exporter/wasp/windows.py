@@ -40,7 +40,6 @@ import logging
 import math
 import re
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +48,7 @@ from .collector import CollectContext, CollectError, Collector
 from .config import QueryDef, WindowDef
 from .db import DBError, Result, TargetDB
 from .model import Family
+from .rowtable import RowTable
 from .sqlcollector import QueryCollector, families_from_rows, to_float
 
 __all__ = ["Agg", "WindowCollector", "make_window_collector", "parse_aggregate", "plan_window"]
@@ -277,21 +277,19 @@ class WindowCollector(QueryCollector):
         # buckets mode: bucket index -> group -> partials
         self._buckets: dict[int, dict[tuple[str, ...], list[Any]]] = {}
         # rows mode: a 24 h window remembers every row in it (100,000 bookings a
-        # day for a large customer), so a row costs one dict entry whose value
-        # is one int: time in microseconds, group index and contribution index
-        # packed (see _pack). Groups and (for windows that only count)
+        # day for a large customer), in a RowTable (flat arrays): its time in
+        # microseconds and one 32-bit word, the group's number << 8 | the
+        # contribution's number. Groups and (for windows that only count)
         # contributions are numbered once; other contributions are kept per row.
-        self._rows: dict[Any, int] = {}
-        self._rowc: dict[Any, tuple[float, ...]] = {}
+        self._b_us = round(plan.bucket * 1e6)
+        self._rows = RowTable(self._b_us)
+        self._rowc: dict[int, tuple[float, ...]] = {}
         self._groups: list[tuple[str, ...]] = []
         self._gidx: dict[tuple[str, ...], int] = {}
         self._totals: dict[int, list[float]] = {}
         self._cvals: list[tuple[float, ...]] = []
         self._cidx: dict[tuple[float, ...], int] | None = (
             {} if all(a.fn in ("count_star", "count") for a in self.aggs) else None)
-        # time bucket -> keys of the rows stamped in it (for expiry; stale
-        # entries of moved or dropped rows are skipped when their bucket expires)
-        self._expiry: dict[int, list[Any]] = {}
         self.rows_read = 0
         self.full_loads = 0
         # a window ahead re-reads changed rows by the updated column: without an
@@ -506,7 +504,7 @@ class WindowCollector(QueryCollector):
 
     async def _refresh_rows(self, db: TargetDB, now: float, full: bool) -> None:
         if full:
-            self._rows, self._rowc, self._totals, self._expiry = {}, {}, {}, {}
+            self._rows, self._rowc, self._totals = RowTable(self._b_us), {}, {}
             self._groups, self._gidx, self._cvals = [], {}, []
             if self._cidx is not None:
                 self._cidx = {}
@@ -516,7 +514,8 @@ class WindowCollector(QueryCollector):
                   else (round(now * 1e6), round((now + self.window.length) * 1e6)))
         try:
             # streamed: a first load of 100,000 rows never sits in memory at once
-            await db.fetch(sql, timeout=self.timeout, params=params,
+            # (in chunks of 500: folding one takes the event loop ~2 ms)
+            await db.fetch(sql, timeout=self.timeout, params=params, chunk=500,
                            sink=lambda rows: self._fold(rows, lo, hi))
         except BaseException:
             self._prev = None  # half folded: the next refresh loads the window afresh
@@ -527,23 +526,19 @@ class WindowCollector(QueryCollector):
         """Replace each row's old contribution by its new one.
 
         Rows inside the window count: past, time > lo; future, lo <= time < hi
-        (microseconds). A row is kept as one int: its time in microseconds,
-        group index and contribution index packed (time << 48 | group << 24 | index).
+        (microseconds).
         """
         ng = len(self.labels)
         past = self.window.direction == "past"
-        b_us = round(self.plan.bucket * 1e6)
         rows_, rowc, gidx, cidx = self._rows, self._rowc, self._gidx, self._cidx
         self.rows_read += len(rows)
         for row in rows:
             rk, t_us, matched = row[0], round(float(row[1]) * 1e6), bool(row[2])
-            if isinstance(rk, uuid.UUID):
-                rk = rk.int  # smaller, and not tracked by the garbage collector
-            old = rows_.pop(rk, None)
+            old = rows_.pop(rk)
             if old is not None:
-                low = old & 0xFFFFFFFFFFFF
-                ogi, oci = low >> 24, low & 0xFFFFFF
-                self._apply(ogi, self._cvals[oci] if cidx is not None else rowc.pop(rk), -1.0)
+                _, word, k = old
+                ogi, oci = word >> 8, word & 0xFF
+                self._apply(ogi, self._cvals[oci] if cidx is not None else rowc.pop(k), -1.0)
             inside = (t_us > lo) if past else (lo <= t_us < hi)
             if not (matched and inside):
                 continue
@@ -560,39 +555,22 @@ class WindowCollector(QueryCollector):
                     self._cvals.append(contrib)
             else:
                 ci = 0
-                rowc[rk] = contrib
-            packed = (t_us << 48) + (gi << 24) + ci
-            rows_[rk] = packed
+            if gi >= 1 << 24 or ci >= 1 << 8:
+                raise CollectError("sql", f"window query {self.name!r}: more than 2**24 groups "
+                                   "or 256 distinct count contributions in its rows")
+            k = rows_.put(rk, t_us, (gi << 8) | ci)
+            if cidx is None:
+                rowc[k] = contrib
             self._apply(gi, contrib, 1.0)
-            if old is None or (old >> 48) != (packed >> 48):
-                self._expiry.setdefault((packed >> 48) // b_us, []).append(rk)
 
     def _expire(self, now: float) -> None:
         """Drop the rows whose time left the window (past: t <= now - length; future: t < now)."""
         past = self.window.direction == "past"
         edge = now - self.window.length if past else now
-        edge_us = round(edge * 1e6)
-        b_us = round(self.plan.bucket * 1e6)  # buckets by integer arithmetic, as in _fold
-        edge_idx = edge_us // b_us
-        for idx in sorted(i for i in self._expiry if i <= edge_idx):
-            keep: list[Any] = []
-            for rk in self._expiry.pop(idx):
-                cur = self._rows.get(rk)
-                if cur is None:
-                    continue
-                t_us = cur >> 48
-                if t_us // b_us != idx:
-                    continue  # moved to another bucket: listed there
-                if t_us < edge_us or (past and t_us == edge_us):
-                    del self._rows[rk]
-                    low = cur & 0xFFFFFFFFFFFF
-                    gi, ci = low >> 24, low & 0xFFFFFF
-                    contrib = self._cvals[ci] if self._cidx is not None else self._rowc.pop(rk)
-                    self._apply(gi, contrib, -1.0)
-                else:
-                    keep.append(rk)
-            if keep:
-                self._expiry[idx] = keep
+        for word, k in self._rows.expire(round(edge * 1e6), inclusive=past):
+            ci = word & 0xFF
+            contrib = self._cvals[ci] if self._cidx is not None else self._rowc.pop(k)
+            self._apply(word >> 8, contrib, -1.0)
 
     def _contribution(self, values: tuple[Any, ...]) -> tuple[float, ...]:
         out: list[float] = []
