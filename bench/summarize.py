@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summary tables of the exporter benchmark (run_bench.py results.json) for docs/benchmark.md.
 
-    python3 bench/summarize.py bench/results/results.json [--per-query]
+    python3 bench/summarize.py bench/results/run3/results.json [--per-query]
 
 Per data size and index set: every contestant's steady-phase cost per minute
 (DB ms, DB calls, exporter CPU ms), scrape latency p50/p99 (sequential and
@@ -91,7 +91,7 @@ def bars(runs: list[dict], small: str, large: str) -> list[str]:
 
 def main(argv: list[str]) -> int:
     files = [a for a in argv[1:] if not a.startswith("--")]
-    doc = json.loads(Path(files[0] if files else "bench/results/results.json").read_text())
+    doc = json.loads(Path(files[0] if files else "bench/results/run3/results.json").read_text())
     runs = doc["runs"]
     scales = sorted({str(r["scale_days"]) for r in runs}, key=lambda s: (len(s), s))
     small = "30" if "30" in scales else scales[0]
