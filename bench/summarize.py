@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summary tables of the exporter benchmark (run_bench.py results.json) for docs/benchmark.md.
 
-    python3 bench/summarize.py bench/results/run3/results.json [--per-query]
+    python3 bench/summarize.py bench/results/run3/results.json [--by-query] [--per-query]
 
 Per data size and index set: every contestant's steady-phase cost per minute
 (DB ms, DB calls, exporter CPU ms), scrape latency p50/p99 (sequential and
@@ -99,10 +99,61 @@ def main(argv: list[str]) -> int:
     print("\n".join(table(runs)))
     print()
     print("\n".join(bars(runs, small, large)))
+    if "--by-query" in argv:
+        for scale in scales:
+            print()
+            print("\n".join(by_query(runs, scale)))
     if "--per-query" in argv:
         print()
         print("\n".join(per_query(runs)))
     return 0
+
+
+WORKLOAD = ["salon_bookings_created_24h", "salon_bookings_upcoming_24h", "salon_messages_15m",
+            "salon_messages_failed_outbound_1h", "salon_ai_usage_24h",
+            "salon_ai_conversations_active", "salon_webhooks_1h"]
+# wasp's window statements do not carry the query's name: known by what they read
+WASP_SHAPES = [("event_type", "salon_webhooks_1h"), ("direction::text", "salon_messages_15m"),
+               ("count(*) FROM mes", "salon_messages_failed_outbound_1h"),
+               ("model AS", "salon_ai_usage_24h"), ("last_activity", "salon_ai_conversations_active"),
+               ("start_ts", "salon_bookings_upcoming_24h"),
+               ("date_part($3, created_at) AS wasp_t", "salon_bookings_created_24h")]
+
+
+def query_of(sql: str) -> str:
+    """The neutral query a statement belongs to ("other" for statistics views, probes, SET)."""
+    for name in WORKLOAD:
+        if name in sql:
+            return name
+    for shape, name in WASP_SHAPES:
+        if shape in sql:
+            return name
+    return "other"
+
+
+def by_query(runs: list[dict], scale: str) -> list[str]:
+    """DB ms/min per neutral query at one data size: wasp and query-exporter interval, per index set."""
+    cols = [(r["index_set"], r["contestant"]) for r in sorted(runs, key=_key)
+            if str(r["scale_days"]) == scale and (r.get("steady") or {}).get("db_per_query")
+            and r["contestant"] in ("wasp", "query-exporter-interval")]
+    data: dict[tuple[str, str], dict[str, float]] = {}
+    for r in runs:
+        if str(r["scale_days"]) != scale or (r["index_set"], r["contestant"]) not in cols:
+            continue
+        s = r["steady"]
+        acc = data.setdefault((r["index_set"], r["contestant"]), {})
+        for q in s["db_per_query"]:
+            name = query_of(q["query"])
+            acc[name] = acc.get(name, 0.0) + q["ms"] / (s["wall_s"] / 60)
+    short = {"wasp": "wasp", "query-exporter-interval": "qe-interval"}
+    out = [f"| query ({scale}) | " + " | ".join(f"{short[c]} ({i})" for i, c in cols) + " |",
+           "|---|" + "--:|" * len(cols)]
+    for name in WORKLOAD + ["other"]:
+        out.append(f"| `{name}` | " if name != "other" else "| statistics views, probe, SET | ")
+        out[-1] += " | ".join(f"{data[k].get(name, 0.0):.1f}" for k in cols) + " |"
+    out.append("| **total (top statements)** | " + " | ".join(
+        f"**{sum(data[k].values()):.1f}**" for k in cols) + " |")
+    return out
 
 
 def per_query(runs: list[dict]) -> list[str]:
