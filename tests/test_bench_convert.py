@@ -28,6 +28,15 @@ queries:
       FROM bookings
       WHERE start_ts >= now() AND start_ts < now() + interval '24 hours'
       GROUP BY status
+  - name: salon_ai_conversations_active
+    help: AI conversations with activity in the last 30 minutes
+    labels: []
+    values:
+      - {column: conversations, type: gauge, help: Number of active conversations}
+    sql: |
+      SELECT count(*) AS conversations
+      FROM ai_conversations
+      WHERE last_activity > now() - interval '30 minutes'
   - name: salon_webhooks_1h
     help: Webhook events in the last hour
     labels: [event_type]
@@ -70,6 +79,9 @@ def test_converted_config_loads_and_plans_both_windows(tmp_path: Path) -> None:
     assert up.sql.strip().startswith("SELECT status::text")  # the harness's SQL, unchanged
     plan = plan_window(up)
     assert not isinstance(plan, str) and plan.mode == "rows"
+    active = by["salon_ai_conversations_active"]
+    assert active.window is not None and active.window.time_column == "last_activity"
+    assert plan_window(active).mode == "rows"  # type: ignore[union-attr]
     wh = by["salon_webhooks_1h"]
     assert [v.metric for v in wh.values] == ["salon_webhooks_1h_events",
                                              "salon_webhooks_1h_avg_processing_seconds"]
