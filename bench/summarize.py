@@ -148,7 +148,7 @@ def by_query(runs: list[dict], scale: str) -> list[str]:
     short = {"wasp": "wasp", "query-exporter-interval": "qe-interval"}
     out = [f"| query ({scale}) | " + " | ".join(f"{short[c]} ({i})" for i, c in cols) + " |",
            "|---|" + "--:|" * len(cols)]
-    for name in WORKLOAD + ["other"]:
+    for name in [*WORKLOAD, "other"]:
         out.append(f"| `{name}` | " if name != "other" else "| statistics views, probe, SET | ")
         out[-1] += " | ".join(f"{data[k].get(name, 0.0):.1f}" for k in cols) + " |"
     out.append("| **total (top statements)** | " + " | ".join(
