@@ -216,9 +216,12 @@ async def test_changes_during_a_render_cause_exactly_one_more(dsn: str, hook: Re
             c.go.set()
         await until(lambda: engine.ready, "all collectors ran")
         assert engine.renders == before  # held: nothing new installed, nothing stacked
+        # every collector ran, but /metrics does not serve that round yet: not ready
+        assert not engine.serving_ready
         held_text = engine.rendered.text
         hook.gate.set()
         await until(lambda: engine.renders == before + 2, "the held render and one more")
+        assert engine.serving_ready
         text = engine.rendered.text
         assert text != held_text
         assert all(value(text, "wasp_test_gated", k=str(k)) == k for k in range(10))

@@ -112,6 +112,7 @@ class Engine:
             self.add_collector(c)
         self._rendered = render([])
         self._render_seq = 0  # bumped by every snapshot
+        self._ready_seq: int | None = None  # the first snapshot taken once ready
         self._installed_seq = 0  # the snapshot the served exposition comes from
         self._global = asyncio.Semaphore(cfg.server.max_concurrent_queries)
         self._dirty = asyncio.Event()
@@ -211,6 +212,11 @@ class Engine:
     def ready(self) -> bool:
         """True once every collector has completed its first run."""
         return all(st.completed_once or st.disabled for st in self.states.values())
+
+    @property
+    def serving_ready(self) -> bool:
+        """True once the exposition served holds every collector's first round."""
+        return self._ready_seq is not None and self._installed_seq >= self._ready_seq
 
     @property
     def rendered(self) -> Rendered:
@@ -440,6 +446,8 @@ class Engine:
         for f in self._self_families():
             chunks.append((f, render_samples(f)))
         self._render_seq += 1
+        if self._ready_seq is None and self.ready:
+            self._ready_seq = self._render_seq
         return self._render_seq, chunks
 
     def _install(self, seq: int, rendered: Rendered) -> Rendered:

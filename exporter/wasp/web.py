@@ -18,7 +18,7 @@ _LANDING = """<!doctype html>
 <ul>
 <li><a href="metrics">/metrics</a>: the exposition ({series} series, rendered in the background)</li>
 <li><a href="healthz">/healthz</a>: the process is alive</li>
-<li><a href="readyz">/readyz</a>: configuration loaded and the first round done</li>
+<li><a href="readyz">/readyz</a>: configuration loaded, the first round done and served on /metrics</li>
 </ul></body></html>
 """
 
@@ -39,10 +39,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready once every query has run once."""
+    """Ready once every query has run once and /metrics serves that round."""
     engine = request.app[ENGINE_KEY]
-    if engine.ready:
+    if engine.serving_ready:
         return web.Response(text="ready\n")
+    if engine.ready:
+        return web.Response(status=503, text="not ready: the first round is being rendered\n")
     waiting = sum(1 for s in engine.states.values() if not s.completed_once and not s.disabled)
     return web.Response(status=503, text=f"not ready: {waiting} queries have not run yet\n")
 
