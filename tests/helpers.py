@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -50,3 +54,12 @@ def gauge_query(sql: str, metric: str, column: str = "n", labels: list[str] | No
     return {"sql": sql, "labels": labels or [],
             "values": [{"column": column, "metric": metric, "type": "gauge", "help": "test"}],
             **extra}
+
+
+def require_tool(name: str, hint: str = "") -> str:
+    """The path of executable `name` (the venv's first, then PATH); skips the test without it."""
+    exe = Path(sys.executable).parent / name
+    path = str(exe) if exe.exists() else shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed{hint}")
+    return path

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from helpers import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _tool(name: str) -> str:
-    exe = Path(sys.executable).parent / name
-    path = str(exe) if exe.exists() else shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (pip install -e '.[dev]')")
-    return path
+DEV = " (pip install -e '.[dev]')"
 
 
 def test_ruff_is_clean() -> None:
-    r = subprocess.run([_tool("ruff"), "check", "exporter", "tests", "bench"], cwd=ROOT,
+    r = subprocess.run([require_tool("ruff", DEV), "check", "exporter", "tests", "bench"], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_mypy_strict_is_clean() -> None:
-    r = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([require_tool("mypy", DEV)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr

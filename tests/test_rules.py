@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from helpers import require_tool
 from wasp.catalog import catalog
 from wasp.pgcluster import free_port
 from wasp.rules import (
@@ -31,13 +32,6 @@ from wasp.rules import (
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
 RULE_FILES = [RULES / "wasp-alerts.yml", RULES / "wasp-recording.yml"]
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed")
-    return path
 
 
 def _load(path: Path) -> Any:
@@ -87,7 +81,7 @@ def test_wasp_rules_check_exit_codes(tmp_path: Path) -> None:
 
 def test_promtool_check_rules_without_warnings() -> None:
     for f in RULE_FILES:
-        r = subprocess.run([_tool("promtool"), "check", "rules", str(f)],
+        r = subprocess.run([require_tool("promtool"), "check", "rules", str(f)],
                            capture_output=True, text=True, timeout=60)
         out = r.stdout + r.stderr
         assert r.returncode == 0, out
@@ -97,7 +91,7 @@ def test_promtool_check_rules_without_warnings() -> None:
 def test_promtool_unit_tests_pass() -> None:
     files = sorted(str(p) for p in (RULES / "tests").glob("*.test.yml"))
     assert files
-    procs = [subprocess.Popen([_tool("promtool"), "test", "rules", f], cwd=RULES / "tests",
+    procs = [subprocess.Popen([require_tool("promtool"), "test", "rules", f], cwd=RULES / "tests",
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for f in files]
     for f, p in zip(files, procs, strict=True):
@@ -106,7 +100,7 @@ def test_promtool_unit_tests_pass() -> None:
 
 
 def test_amtool_check_config() -> None:
-    r = subprocess.run([_tool("amtool"), "check-config", str(RULES / "alertmanager.yml")],
+    r = subprocess.run([require_tool("amtool"), "check-config", str(RULES / "alertmanager.yml")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -118,7 +112,7 @@ def test_amtool_check_config() -> None:
     (["alertname=SomethingElse"], "slack-warnings"),
 ])
 def test_alertmanager_routes(labels: list[str], receiver: str) -> None:
-    r = subprocess.run([_tool("amtool"), "config", "routes", "test",
+    r = subprocess.run([require_tool("amtool"), "config", "routes", "test",
                         f"--config.file={RULES / 'alertmanager.yml'}", *labels],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -252,7 +246,7 @@ def test_annotation_templates_render_like_prometheus(template: str, value: float
 
 
 def test_a_real_prometheus_loads_the_rule_groups(tmp_path: Path) -> None:
-    prometheus = _tool("prometheus")
+    prometheus = require_tool("prometheus")
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump({
@@ -260,7 +254,7 @@ def test_a_real_prometheus_loads_the_rule_groups(tmp_path: Path) -> None:
         "rule_files": [str(f) for f in RULE_FILES],
         "scrape_configs": [{"job_name": "wasp", "static_configs": [{"targets": ["127.0.0.1:1"]}]}],
     }))
-    r = subprocess.run([_tool("promtool"), "check", "config", str(config)],
+    r = subprocess.run([require_tool("promtool"), "check", "config", str(config)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     proc = subprocess.Popen([prometheus, f"--config.file={config}",
@@ -293,7 +287,7 @@ def test_a_real_prometheus_loads_the_rule_groups(tmp_path: Path) -> None:
 
 
 def test_a_real_alertmanager_inhibits_as_documented(tmp_path: Path) -> None:
-    alertmanager = shutil.which("prometheus-alertmanager") or _tool("alertmanager")
+    alertmanager = shutil.which("prometheus-alertmanager") or require_tool("alertmanager")
     port = free_port()
     proc = subprocess.Popen([alertmanager, f"--config.file={RULES / 'alertmanager.yml'}",
                              f"--storage.path={tmp_path}", f"--web.listen-address=127.0.0.1:{port}",

@@ -156,18 +156,18 @@ class TargetDB:
         chunk, not the result), and the returned Result has the columns only.
         """
         delivered = 0
-
-        def counting(rows: list[tuple[Any, ...]]) -> None:
-            nonlocal delivered
-            delivered += len(rows)
-            assert sink is not None
-            sink(rows)
+        counting: Sink | None = None
+        if sink is not None:
+            def counting(rows: list[tuple[Any, ...]]) -> None:
+                nonlocal delivered
+                delivered += len(rows)
+                sink(rows)
 
         for attempt in (1, 2):
             try:
                 async with self._connection() as conn:
                     return await self._run(conn, sql, timeout, params, keep_session_timeout,
-                                           counting if sink is not None else None, chunk)
+                                           counting, chunk)
             except DBError as e:
                 # a pooled connection that died with its server: retry once on a fresh
                 # one (not once a sink has rows: they would be delivered twice)

@@ -388,7 +388,6 @@ class Engine:
     async def _render_loop(self) -> None:
         loop = asyncio.get_running_loop()
         last = -math.inf  # loop time the last render started
-        ready_rendered = False  # a render taken once every collector had run is served
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 wait = max(0.0, last + RENDER_MAX_INTERVAL - loop.time())
@@ -396,8 +395,8 @@ class Engine:
             # keep render starts `render_spacing` apart, except that the first round
             # complete (the engine turning ready) is shown without that delay
             while (pause := last + self.render_spacing - loop.time()) > 0:
-                if self.ready and not ready_rendered:
-                    break
+                if self.ready and self._ready_seq is None:
+                    break  # no render of the complete first round taken yet
                 self._dirty.clear()  # a completion wakes this up to check readiness
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._dirty.wait(), timeout=pause)
@@ -405,7 +404,6 @@ class Engine:
             # changes from here on (also during the render) are picked up by the next one
             self._dirty.clear()
             last = loop.time()
-            ready_rendered = ready_rendered or self.ready
             try:
                 await self.render_in_thread()
             except asyncio.CancelledError:
@@ -420,13 +418,14 @@ class Engine:
         exposition only if no later snapshot was installed meanwhile.
         """
         seq, chunks = self._snapshot()
-        rendered = await asyncio.to_thread(_render_chunks, chunks)
+        # join and gzip in a worker thread (zlib releases the GIL)
+        rendered = await asyncio.to_thread(render, chunks)
         return self._install(seq, rendered)
 
     def render_now(self) -> Rendered:
         """Render the exposition from the current state right here (blocking) and keep it."""
         seq, chunks = self._snapshot()
-        return self._install(seq, _render_chunks(chunks))
+        return self._install(seq, render(chunks))
 
     def _snapshot(self) -> tuple[int, list[tuple[Family, str]]]:
         """What to render now: every collector's current chunks and the self-metrics."""
@@ -462,11 +461,6 @@ class Engine:
         from .selfmetrics import self_families
 
         return self_families(self)
-
-
-def _render_chunks(chunks: list[tuple[Family, str]]) -> Rendered:
-    """Join and compress (pure; runs in a worker thread, zlib releases the GIL)."""
-    return render(chunks)
 
 
 async def check_requires(db: TargetDB, req: Requires) -> str | None:

@@ -117,29 +117,26 @@ class RowTable:
         assert not found, "put of a key already in the table"
         if self._state[i] == _FREE:
             self._filled += 1
-        self._state[i] = _USED
-        self._hi[i], self._lo[i] = k >> 64, k & _M64
-        self._t[i], self._w[i] = t_us, word
+        self._set(i, k >> 64, k & _M64, t_us, word)
         self.n += 1
+        return k
+
+    def _set(self, i: int, hi: int, lo: int, t_us: int, word: int) -> None:
+        """Fill slot `i` and list it under its time bucket."""
+        self._state[i] = _USED
+        self._hi[i], self._lo[i], self._t[i], self._w[i] = hi, lo, t_us, word
         b = self._buckets.get(t_us // self._b)
         if b is None:
             b = self._buckets[t_us // self._b] = array("I")
         b.append(i)
-        return k
 
     def _rehash(self) -> None:
         st, H, L, T, W = self._state, self._hi, self._lo, self._t, self._w
         live = [i for i in range(self._cap) if st[i] == _USED]
         self._alloc(max(16, len(live) * 2))  # half in use after it
         for i in live:
-            k = (H[i] << 64) | L[i]
-            j, _ = self._find(k)
-            self._state[j] = _USED
-            self._hi[j], self._lo[j], self._t[j], self._w[j] = H[i], L[i], T[i], W[i]
-            b = self._buckets.get(T[i] // self._b)
-            if b is None:
-                b = self._buckets[T[i] // self._b] = array("I")
-            b.append(j)
+            j, _ = self._find((H[i] << 64) | L[i])
+            self._set(j, H[i], L[i], T[i], W[i])
         self._filled = len(live)
 
     def expire(self, edge_us: int, inclusive: bool) -> Iterator[tuple[int, int]]:
@@ -163,7 +160,3 @@ class RowTable:
                     keep.append(i)
             if keep:
                 self._buckets[idx] = keep
-
-    def nbytes(self) -> int:
-        """Bytes held in the arrays (not counting text-key dicts)."""
-        return (self._cap * 29 + sum(a.itemsize * len(a) for a in self._buckets.values()))

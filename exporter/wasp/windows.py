@@ -282,14 +282,8 @@ class WindowCollector(QueryCollector):
         # contribution's number. Groups and (for windows that only count)
         # contributions are numbered once; other contributions are kept per row.
         self._b_us = round(plan.bucket * 1e6)
-        self._rows = RowTable(self._b_us)
-        self._rowc: dict[int, tuple[float, ...]] = {}
-        self._groups: list[tuple[str, ...]] = []
-        self._gidx: dict[tuple[str, ...], int] = {}
-        self._totals: dict[int, list[float]] = {}
-        self._cvals: list[tuple[float, ...]] = []
-        self._cidx: dict[tuple[float, ...], int] | None = (
-            {} if all(a.fn in ("count_star", "count") for a in self.aggs) else None)
+        self._counts_only = all(a.fn in ("count_star", "count") for a in self.aggs)
+        self._reset_rows()
         self.rows_read = 0
         self.full_loads = 0
         # a window ahead re-reads changed rows by the updated column: without an
@@ -502,14 +496,20 @@ class WindowCollector(QueryCollector):
         return (f"{select}{w.updated_column} >= %s OR ({t} >= %s AND {t} < %s)",
                 (since, self._param(self._prev + w.length), far))
 
+    def _reset_rows(self) -> None:
+        self._rows = RowTable(self._b_us)
+        self._rowc: dict[int, tuple[float, ...]] = {}
+        self._groups: list[tuple[str, ...]] = []
+        self._gidx: dict[tuple[str, ...], int] = {}
+        self._totals: dict[int, list[float]] = {}
+        self._cvals: list[tuple[float, ...]] = []
+        self._cidx: dict[tuple[float, ...], int] | None = {} if self._counts_only else None
+
     async def _refresh_rows(self, db: TargetDB, now: float, full: bool) -> None:
         if full:
-            self._rows, self._rowc, self._totals = RowTable(self._b_us), {}, {}
-            self._groups, self._gidx, self._cvals = [], {}, []
-            if self._cidx is not None:
-                self._cidx = {}
+            self._reset_rows()
         sql, params = self._rows_sql(now, full)
-        # window bounds in whole microseconds, as rows are kept (see _pack)
+        # window bounds in whole microseconds, as rows are kept
         lo, hi = ((round((now - self.window.length) * 1e6), 0) if self.window.direction == "past"
                   else (round(now * 1e6), round((now + self.window.length) * 1e6)))
         try:
