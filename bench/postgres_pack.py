@@ -29,9 +29,9 @@ from pathlib import Path
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from wasp.config import parse_config
-from wasp.engine import Engine
-from wasp.pgcluster import LocalCluster, free_port
+from wasp.companions.pgcluster import LocalCluster, free_port
+from wasp.config.schema import parse_config
+from wasp.exporter.engine import Engine
 
 DB = "bench"
 

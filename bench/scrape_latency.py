@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from wasp.pgcluster import LocalCluster, free_port
+from wasp.companions.pgcluster import LocalCluster, free_port
 
 
 def pct(xs: list[float], p: float) -> float:

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from wasp.pgcluster import LocalCluster, free_port
+from wasp.companions.pgcluster import LocalCluster, free_port
 
 
 @pytest.fixture(scope="session")

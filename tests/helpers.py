@@ -57,9 +57,13 @@ def gauge_query(sql: str, metric: str, column: str = "n", labels: list[str] | No
 
 
 def require_tool(name: str, hint: str = "") -> str:
-    """The path of executable `name` (the venv's first, then PATH); skips the test without it."""
+    """The path of executable `name` (the venv's first, then PATH).
+
+    Every tool the tests use is installed by scripts/setup.sh, so a missing one
+    fails the test (a skip would hide a broken set-up).
+    """
     exe = Path(sys.executable).parent / name
     path = str(exe) if exe.exists() else shutil.which(name)
     if path is None:
-        pytest.skip(f"{name} is not installed{hint}")
+        pytest.fail(f"{name} is not installed{hint or ' (run scripts/setup.sh)'}")
     return path

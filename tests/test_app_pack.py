@@ -27,12 +27,12 @@ import psycopg
 import pytest
 
 from helpers import names, samples
-from wasp.config import PackSettings, QueryDef, load_pack, parse_config
-from wasp.datagen import create_schema, generate
-from wasp.db import Result
-from wasp.engine import Engine
-from wasp.pgcluster import LocalCluster
-from wasp.sqlcollector import families_from_rows
+from wasp.companions.pgcluster import LocalCluster
+from wasp.config.schema import PackSettings, QueryDef, load_pack, parse_config
+from wasp.demo.datagen import create_schema, generate
+from wasp.exporter.db import Result
+from wasp.exporter.sql import families_from_rows
+from wasp.packs import make_engine
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 Values = dict[Key, float]
@@ -401,7 +401,7 @@ async def run_pack(db: AppDB, tmp: Path, *, top: int, rounds: int = 1) -> list[t
     cfg = parse_config({"server": {"status_dir": str(tmp / "status")},
                         "targets": {"main": {"dsn": db.ro_dsn, "packs": ["app"]}},
                         "packs": packs})
-    engine = Engine(cfg)
+    engine = make_engine(cfg)
     out = []
     try:
         for _ in range(rounds):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import stat
 import threading
 import time
@@ -22,13 +21,11 @@ import pytest
 
 from backup_support.env import BackupEnv, env_var, make_backup_env, value
 from backup_support.scenario import backup_and_drill_scenario
-from wasp.companions import backup as backup_cli
-from wasp.companions.backup_drill import run_drill
-from wasp.companions.backup_ops import JobFailed, fetch_info, run_backup, verify_repo
-from wasp.companions.backup_records import load_records
-from wasp.pgcluster import LocalCluster
-
-pytestmark = pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest not installed")
+from wasp.companions.backup import cli as backup_cli
+from wasp.companions.backup.drill import run_drill
+from wasp.companions.backup.ops import JobFailed, fetch_info, run_backup, verify_repo
+from wasp.companions.backup.records import load_records
+from wasp.companions.pgcluster import LocalCluster
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,7 @@ from typing import Any
 
 import pytest
 
-from wasp.collectors.backup import (
-    METRICS,
-    families_from_info,
-    families_from_records,
-    families_from_wal,
-)
-from wasp.companions.backup_config import Secrets, parse_section, resolve_secrets
-from wasp.companions.backup_pgbackrest import (
+from wasp.companions.backup.pgbackrest import (
     InfoError,
     error_text,
     parse_info,
@@ -27,17 +20,24 @@ from wasp.companions.backup_pgbackrest import (
     render_secrets,
     wal_segment_end,
 )
-from wasp.companions.backup_records import StanzaRecords, merge_verdicts, newest_good
-from wasp.companions.backup_schedule import (
+from wasp.companions.backup.records import StanzaRecords, merge_verdicts, newest_good
+from wasp.config.backup import Secrets, parse_section, resolve_secrets
+from wasp.config.cron import (
     CronError,
     crontab_lines,
     due_jobs,
     parse_cron,
     run_scheduler,
 )
-from wasp.config import ConfigError, parse_config
+from wasp.config.nodes import Node, load_yaml
+from wasp.config.schema import ConfigError, parse_config
 from wasp.model import check_metric_name
-from wasp.yamlnodes import Node, load_yaml
+from wasp.packs.backup import (
+    METRICS,
+    families_from_info,
+    families_from_records,
+    families_from_wal,
+)
 
 SUPPORT = Path(__file__).parent / "backup_support"
 
@@ -356,7 +356,7 @@ def test_wal_families() -> None:
 
 
 def test_no_pgbackrest_environment_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from wasp.companions.backup_pgbackrest import PgBackRest
+    from wasp.companions.backup.pgbackrest import PgBackRest
 
     monkeypatch.setenv("PGBACKREST_REPO1_CIPHER_PASS", "stray")
     monkeypatch.setenv("WASP_BACKUP_PASSPHRASE", "configured")
@@ -369,7 +369,7 @@ def test_no_pgbackrest_environment_leaks(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_unknown_target(tmp_path: Path) -> None:
-    from wasp.companions.backup import load_settings
+    from wasp.companions.backup.cli import load_settings
 
     path = tmp_path / "wasp.yml"
     path.write_text(BASE.replace("  target: main\n", "  target: nope\n"))

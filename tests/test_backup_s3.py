@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,15 +10,13 @@ from typing import Any
 import pytest
 
 from backup_support.env import BackupEnv, env_var, make_backup_env, value
-from backup_support.s3 import local_s3, s3_available
+from backup_support.s3 import local_s3
 from backup_support.scenario import backup_and_drill_scenario
-from wasp.companions.backup_pgbackrest import render_config
-from wasp.pgcluster import LocalCluster
+from wasp.companions.backup.pgbackrest import render_config
+from wasp.companions.pgcluster import LocalCluster
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest not installed"),
-    pytest.mark.skipif(s3_available() is not None, reason=str(s3_available())),
 ]
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from wasp.config import load_config
-from wasp.windows import plan_window
+from wasp.config.schema import load_config
+from wasp.exporter.windows import plan_window
 
 REPO = Path(__file__).resolve().parent.parent
 NEUTRAL = """\

@@ -10,9 +10,9 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from wasp.catalog import catalog, render_markdown
-from wasp.config import parse_config
-from wasp.datagen import create_schema, generate
-from wasp.engine import Engine
+from wasp.config.schema import parse_config
+from wasp.demo.datagen import create_schema, generate
+from wasp.packs import make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ async def test_live_exposition_matches_the_catalog(dsn: str) -> None:
         "targets": {"main": {"dsn": dsn, "packs": ["app", "postgres", "replication"]}},
         "packs": {"app": {"options": {"top_salons": 5}}},
     })
-    engine = Engine(cfg)
+    engine = make_engine(cfg)
     try:
         text = (await engine.run_once()).text.decode()
     finally:

@@ -20,10 +20,9 @@ import psycopg
 import pytest
 import yaml
 
-from wasp import dashboards
-from wasp.companions.backup_ops import archive_command
-from wasp.config import load_config
-from wasp.pgcluster import (
+from helpers import require_tool
+from wasp.companions.backup.ops import archive_command
+from wasp.companions.pgcluster import (
     LocalCluster,
     chown_to_postgres,
     find_bindir,
@@ -31,6 +30,8 @@ from wasp.pgcluster import (
     port_in_use,
     run_as_postgres,
 )
+from wasp.config.schema import load_config
+from wasp.mixin import dashboards
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "compose"
@@ -166,9 +167,7 @@ def _rule_globs() -> list[str]:
 
 
 def test_prometheus_config_with_the_rules_mapped(tmp_path: Path, compose: dict[str, Any]) -> None:
-    promtool = shutil.which("promtool")
-    if not promtool:
-        pytest.skip("promtool is not installed")
+    promtool = require_tool("promtool")
     # the container layout: the config's folder with ../rules mounted as rules/
     assert _service_mount(compose, "prometheus", "/etc/prometheus/prometheus.yml") == \
         COMPOSE / "prometheus.yml"
@@ -192,9 +191,7 @@ def test_prometheus_config_with_the_rules_mapped(tmp_path: Path, compose: dict[s
 
 
 def test_alertmanager_config(compose: dict[str, Any]) -> None:
-    amtool = shutil.which("amtool")
-    if not amtool:
-        pytest.skip("amtool is not installed")
+    amtool = require_tool("amtool")
     conf = _service_mount(compose, "alertmanager", "/etc/alertmanager/alertmanager.yml")
     r = subprocess.run([amtool, "check-config", str(conf)], capture_output=True, text=True,
                        check=False)
@@ -289,7 +286,6 @@ def test_backup_section_matches_the_stack(compose: dict[str, Any]) -> None:
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 
-@pytest.mark.skipif(not os.path.exists(PGBOUNCER), reason="pgbouncer is not installed")
 def test_pgbouncer_ini_and_entrypoint(cluster_base: Path) -> None:
     """The committed pgbouncer.ini with only address, port and file paths moved to a
     scratch folder, started by the committed entrypoint; the console user can SHOW."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wasp.config import ConfigError, load_config, load_pack, parse_config
+from wasp.config.schema import ConfigError, load_config, load_pack, parse_config
 
 GOOD = """\
 server:
@@ -134,7 +134,7 @@ def test_pack_override_and_disable() -> None:
         sql: select 2 as v
         values: [{column: v, metric: wasp_t_two, type: gauge, help: h}]
     """
-    from wasp.config import PackSettings
+    from wasp.config.schema import PackSettings
 
     qs = load_pack("t", PackSettings(options=(("n", 7),), disable=("two",),
                                      overrides=(("one", (("interval", 30.0),)),)),

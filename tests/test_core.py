@@ -16,12 +16,13 @@ import pytest
 from aiohttp import web
 
 from helpers import config, gauge_query, samples, value
-from wasp.collector import CollectContext, Collector
-from wasp.config import parse_config
-from wasp.engine import Engine
+from wasp.companions.pgcluster import LocalCluster, free_port
+from wasp.config.schema import parse_config
+from wasp.exporter.collector import CollectContext, Collector
+from wasp.exporter.engine import Engine
+from wasp.exporter.web import make_app
 from wasp.model import Family
-from wasp.pgcluster import LocalCluster, free_port
-from wasp.web import make_app
+from wasp.packs import make_engine
 
 
 def sql(dsn: str, text: str) -> list[tuple]:  # type: ignore[type-arg]
@@ -62,7 +63,7 @@ async def test_bad_sql_is_isolated(dsn: str) -> None:
         "bad": gauge_query("select n from no_such_table", "wasp_test_bad"),
         "wrongcol": gauge_query("select 1 as m", "wasp_test_wrongcol"),
     }))
-    engine = Engine(cfg)
+    engine = make_engine(cfg)
     try:
         text = (await engine.run_once()).text
     finally:
@@ -81,7 +82,7 @@ async def test_timeout_cancels_on_server(dsn: str, pg: LocalCluster, dbname: str
         "slow": gauge_query("select 1 as n from pg_sleep(30)", "wasp_test_slow",
                             timeout="1s", interval="60s"),
     }))
-    engine = Engine(cfg)
+    engine = make_engine(cfg)
     t0 = time.monotonic()
     try:
         text = (await engine.run_once()).text
@@ -105,7 +106,7 @@ async def test_sessions_are_read_only(dsn: str) -> None:
             "select (current_setting('TimeZone') = 'UTC' and current_setting('application_name') = 'wasp'"
             " and current_setting('transaction_read_only') = 'on')::int as n", "wasp_test_session"),
     }))
-    engine = Engine(cfg)
+    engine = make_engine(cfg)
     try:
         text = (await engine.run_once()).text
     finally:
@@ -121,7 +122,7 @@ async def test_series_cap_exports_cap_and_counts_dropped(dsn: str) -> None:
         "many": gauge_query("select g::text as i, g as n from generate_series(1, 100) g",
                             "wasp_test_many", labels=["i"], max_series=10),
     }))
-    engine = Engine(cfg)
+    engine = make_engine(cfg)
     try:
         text = (await engine.run_once()).text
     finally:
@@ -136,7 +137,7 @@ async def test_rows_that_disappear_stop_being_exported_and_stale_data_expires(ds
     cfg = parse_config(config(dsn, {
         "s": gauge_query("select k, v as n from s", "wasp_test_s", labels=["k"]),
     }, stale_after="2s"))
-    engine = Engine(cfg)
+    engine = make_engine(cfg)
     try:
         text = (await engine.run_once()).text
         assert {lab["k"] for lab, _ in samples(text, "wasp_test_s")} == {"a", "b"}
@@ -196,7 +197,7 @@ async def test_down_at_start_then_up_then_restart(make_cluster) -> None:  # type
     c: LocalCluster = make_cluster("restart", start=False)
     cfg = parse_config(config(c.dsn(), {"one": gauge_query("select 1 as n", "wasp_test_one",
                                                                interval="1s", timeout="1s")}))
-    engine = Engine(cfg)
+    engine = make_engine(cfg)
     runner, base = await serve(engine)
     await engine.start()
 
@@ -237,7 +238,7 @@ async def test_concurrent_scrapes_cause_no_statements(pg: LocalCluster, dbname: 
     cfg = parse_config(config(dsn, {
         f"q{i}": gauge_query(f"select {i} as n", f"wasp_test_q{i}", interval="300s") for i in range(5)
     }))
-    engine = Engine(cfg)
+    engine = make_engine(cfg)
     runner, base = await serve(engine)
     await engine.start()
 

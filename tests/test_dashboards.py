@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from wasp import dashboards
+from helpers import require_tool
 from wasp.catalog import catalog
-from wasp.pgcluster import free_port
+from wasp.companions.pgcluster import free_port
+from wasp.mixin import dashboards
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "dashboards"
@@ -249,9 +250,7 @@ def test_required_panels_exist() -> None:
 @pytest.fixture(scope="module")
 def prometheus() -> Iterator[str]:
     """A throwaway Prometheus on a loopback port, scraping nothing."""
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(binary).exists():
-        pytest.skip("prometheus is not installed")
+    binary = require_tool("prometheus")
     tmp = Path(tempfile.mkdtemp(prefix="wasp-dash-prom-"))
     (tmp / "prometheus.yml").write_text("global: {scrape_interval: 15s}\nscrape_configs: []\n")
     port = free_port()

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from wasp.datagen import (
+from wasp.demo.datagen import (
     TABLES,
     GenerateError,
     create_schema,
@@ -20,8 +20,8 @@ from wasp.datagen import (
     inspect_schema,
     run_live,
 )
-from wasp.datagen import cli as datagen_cli
-from wasp.datagen.profile import (
+from wasp.demo.datagen import cli as datagen_cli
+from wasp.demo.datagen.profile import (
     AI_MODELS,
     BOOKING_STATUSES,
     CONVERSATION_STATUSES,

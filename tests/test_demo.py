@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import samples, value
-from wasp.pgcluster import free_port, port_in_use
+from helpers import require_tool, samples, value
+from wasp.companions.pgcluster import free_port, port_in_use
 
 
 def get(url: str) -> bytes:
@@ -45,11 +44,12 @@ def test_demo_runs_and_stops_what_it_started(cluster_base: Path) -> None:
         text = get(base + "/metrics")
         assert value(text, "wasp_target_up", target="main") == 1
         assert sum(v for _, v in samples(text, "wasp_app_salons")) == 200
-        prom_url = None
-        if shutil.which("prometheus"):
-            cfg = (home / "prometheus" / "prometheus.yml").read_text()
-            assert f"127.0.0.1:{port}" in cfg
-            prom_url = _prometheus_url(proc)
+        # set-up installs Prometheus, so the demo must start it and say where
+        require_tool("prometheus")
+        cfg = (home / "prometheus" / "prometheus.yml").read_text()
+        assert f"127.0.0.1:{port}" in cfg
+        prom_url = _prometheus_url(proc)
+        assert prom_url, "the demo banner has no Prometheus URL"
         if prom_url:
             deadline = time.monotonic() + 60
             r: dict[str, object] = {}

@@ -19,18 +19,24 @@ import psycopg
 import pytest
 
 from helpers import names, value
-from wasp.collectors.pgbouncer import METRICS, families_from_show
-from wasp.config import ConfigError, parse_config
-from wasp.engine import Engine
+from wasp.companions.pgcluster import (
+    LocalCluster,
+    chown_to_postgres,
+    free_port,
+    port_in_use,
+    run_as_postgres,
+)
+from wasp.config.schema import ConfigError, parse_config
+from wasp.exporter.engine import Engine
 from wasp.model import check_metric_name
-from wasp.pgcluster import LocalCluster, chown_to_postgres, free_port, port_in_use, run_as_postgres
+from wasp.packs import make_engine
+from wasp.packs.pgbouncer import METRICS, families_from_show
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 STATS_USER = "wasp_stats"  # a console-only user: stats_users may run SHOW, nothing else
 POOL = "pooltest"
 POOL_SIZE = 2
 
-pytestmark = pytest.mark.skipif(not os.path.exists(PGBOUNCER), reason="pgbouncer is not installed")
 
 
 @dataclass
@@ -139,7 +145,7 @@ async def test_waiting_clients_show_with_max_wait(bouncer: Bouncer, tmp_path: Pa
                for _ in range(POOL_SIZE)]
     waiters = [await psycopg.AsyncConnection.connect(bouncer.dsn(POOL, "postgres"), autocommit=True)
                for _ in range(2)]
-    engine = Engine(parse_config(bouncer_config(bouncer.dsn(), tmp_path)))
+    engine = make_engine(parse_config(bouncer_config(bouncer.dsn(), tmp_path)))
     try:
         for h in holders:  # each holds a server for its open transaction
             await h.execute("SELECT 1")
@@ -197,7 +203,7 @@ async def test_down_then_back_reconnects(pg: LocalCluster, cluster_base: Path,
     """A PgBouncer that goes away is up 0 with a connection error; when back, up 1 again."""
     b = Bouncer(cluster_base / f"pgbouncer-{uuid.uuid4().hex[:8]}", free_port(), pg)
     b.start()
-    engine = Engine(parse_config(bouncer_config(b.dsn(), tmp_path)))
+    engine = make_engine(parse_config(bouncer_config(b.dsn(), tmp_path)))
     try:
         assert value(await scrape(engine), "wasp_target_up", target="bouncer") == 1
         b.stop()
@@ -217,7 +223,7 @@ async def test_down_then_back_reconnects(pg: LocalCluster, cluster_base: Path,
 
 async def test_refused_role_is_a_connection_failure(bouncer: Bouncer, tmp_path: Path) -> None:
     """A user PgBouncer does not allow on its console leaves the target down, not crashed."""
-    engine = Engine(parse_config(bouncer_config(bouncer.dsn(user="nobody"), tmp_path)))
+    engine = make_engine(parse_config(bouncer_config(bouncer.dsn(user="nobody"), tmp_path)))
     try:
         text = await scrape(engine)
     finally:
@@ -229,12 +235,12 @@ async def test_refused_role_is_a_connection_failure(bouncer: Bouncer, tmp_path: 
 def test_options_are_validated(tmp_path: Path) -> None:
     """packs.pgbouncer.options: known keys with durations; errors name the key."""
     dsn = "host=127.0.0.1 port=1 dbname=pgbouncer"
-    engine = Engine(parse_config(bouncer_config(dsn, tmp_path, options={"interval": "30s"})))
+    engine = make_engine(parse_config(bouncer_config(dsn, tmp_path, options={"interval": "30s"})))
     assert [st.collector.interval for st in engine.states.values()] == [30.0]
     with pytest.raises(ConfigError, match=r"packs\.pgbouncer\.options\.period"):
-        Engine(parse_config(bouncer_config(dsn, tmp_path, options={"period": 5})))
+        make_engine(parse_config(bouncer_config(dsn, tmp_path, options={"period": 5})))
     with pytest.raises(ConfigError, match="must not exceed the interval"):
-        Engine(parse_config(bouncer_config(dsn, tmp_path, options={"interval": 5, "timeout": 9})))
+        make_engine(parse_config(bouncer_config(dsn, tmp_path, options={"interval": 5, "timeout": 9})))
 
 
 def test_columns_of_other_versions() -> None:

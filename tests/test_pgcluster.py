@@ -3,7 +3,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from wasp.pgcluster import ClusterError, LocalCluster, free_port
+from wasp.companions.pgcluster import ClusterError, LocalCluster, free_port
 
 
 def test_shared_cluster_answers(pg: LocalCluster, dsn: str) -> None:

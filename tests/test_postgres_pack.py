@@ -20,10 +20,10 @@ import pytest
 from psycopg import errors as pgerrors
 
 from helpers import names, samples, value
-from wasp.config import load_pack, parse_config
-from wasp.engine import Engine
-from wasp.pgcluster import LocalCluster, chown_to_postgres
-from wasp.sqlcollector import SqlCollector
+from wasp.companions.pgcluster import LocalCluster, chown_to_postgres
+from wasp.config.schema import load_pack, parse_config
+from wasp.exporter.engine import Engine
+from wasp.exporter.sql import SqlCollector
 
 DB = "pack_app"
 MONITOR = "wasp_monitor"

@@ -12,15 +12,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-import wasp.engine as engine_mod
+import wasp.exporter.engine as engine_mod
 from helpers import config, value
-from wasp.collector import CollectContext, Collector
-from wasp.config import parse_config
-from wasp.engine import Engine
-from wasp.exposition import Rendered
+from wasp.companions.pgcluster import free_port
+from wasp.config.schema import parse_config
+from wasp.exporter.collector import CollectContext, Collector
+from wasp.exporter.engine import Engine
+from wasp.exporter.exposition import Rendered
+from wasp.exporter.web import make_app
 from wasp.model import Family
-from wasp.pgcluster import free_port
-from wasp.web import make_app
 
 
 class BigCollector(Collector):

@@ -21,11 +21,11 @@ import psycopg
 import pytest
 
 from helpers import samples, value
-from wasp.companions import replica
-from wasp.companions.replica_heartbeat import run as heartbeat_run
-from wasp.config import parse_config
-from wasp.engine import Engine
-from wasp.pgcluster import LocalCluster, free_port
+from wasp.companions.pgcluster import LocalCluster, free_port
+from wasp.companions.replica import cli as replica
+from wasp.companions.replica.heartbeat import run as heartbeat_run
+from wasp.config.schema import parse_config
+from wasp.packs import make_engine
 
 PASSWORD = "rep:li\\cation pw"  # ':' and '\' test the password file escaping
 MONITOR = "wasp_monitor"
@@ -109,7 +109,7 @@ async def scrape(t: Topology, *names: str) -> str:
     """One engine round over the named nodes (all by default), as a pg_monitor-only role."""
     targets = {n: {"dsn": c.dsn(user=MONITOR), "packs": ["replication", "replica"]}
                for n, c in t.nodes.items() if not names or n in names}
-    engine = Engine(parse_config({"server": {"status_dir": str(t.status_dir)},
+    engine = make_engine(parse_config({"server": {"status_dir": str(t.status_dir)},
                                   "targets": targets}))
     try:
         return (await engine.run_once()).text

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,10 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from wasp.companions import replica
-from wasp.pgcluster import LocalCluster, chown_to_postgres, free_port
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+from wasp.companions.pgcluster import LocalCluster, chown_to_postgres, free_port
+from wasp.companions.replica import cli as replica
 
 
 def _openssl(*args: str, cwd: Path) -> None:

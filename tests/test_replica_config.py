@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from wasp.collector import CollectContext, CollectError
-from wasp.collectors.replica import (
+from wasp.companions.pgcluster import LocalCluster, free_port
+from wasp.companions.replica import cli as replica
+from wasp.companions.status import write_record
+from wasp.config.nodes import load_yaml
+from wasp.config.replica import PatroniSettings
+from wasp.config.schema import ConfigError, load_config, parse_config
+from wasp.exporter.collector import CollectContext, CollectError
+from wasp.model import check_metric_name
+from wasp.packs.replica import (
     PatroniCollector,
     ReplicaRecordsCollector,
     build_collectors,
     families_from_cluster,
 )
-from wasp.companions import replica
-from wasp.companions.replica import PatroniSettings
-from wasp.config import ConfigError, load_config, parse_config
-from wasp.model import check_metric_name
-from wasp.pgcluster import LocalCluster, free_port
-from wasp.status import write_record
-from wasp.yamlnodes import load_yaml
 
 
 def _cfg(section: str, tmp_path: Path) -> Path:

@@ -22,19 +22,15 @@ from typing import Any
 import pytest
 import yaml
 
-from wasp.collector import CollectContext
-from wasp.collectors.replica import PatroniCollector
-from wasp.companions.replica import PatroniSettings
+from wasp.companions.pgcluster import chown_to_postgres, find_bindir, free_port
+from wasp.config.replica import PatroniSettings
+from wasp.exporter.collector import CollectContext
 from wasp.model import Family
-from wasp.pgcluster import chown_to_postgres, find_bindir, free_port
+from wasp.packs.replica import PatroniCollector
 
 PATRONI = shutil.which("patroni")
 ETCD = shutil.which("etcd")
 
-pytestmark = pytest.mark.skipif(
-    PATRONI is None or ETCD is None,
-    reason="needs the patroni and etcd binaries (Debian: apt-get install patroni etcd-server)",
-)
 
 
 def _as_postgres() -> Any:

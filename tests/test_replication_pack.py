@@ -16,11 +16,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from wasp.companions import replica
-from wasp.config import YAML_PACKS, load_pack, parse_config
-from wasp.db import TargetDB
-from wasp.pgcluster import LocalCluster, free_port
-from wasp.sqlcollector import families_from_rows
+from wasp.companions.pgcluster import LocalCluster, free_port
+from wasp.companions.replica import cli as replica
+from wasp.config.schema import YAML_PACKS, load_pack, parse_config
+from wasp.exporter.db import TargetDB
+from wasp.exporter.sql import families_from_rows
 
 PREFIXES = ("wasp_pg_replication_", "wasp_pg_standby_", "wasp_pg_heartbeat_", "wasp_pg_timeline_")
 

@@ -18,8 +18,8 @@ import yaml
 
 from helpers import require_tool
 from wasp.catalog import catalog
-from wasp.pgcluster import free_port
-from wasp.rules import (
+from wasp.companions.pgcluster import free_port
+from wasp.mixin.rules import (
     PROMETHEUS_METRICS,
     Q,
     RulesConfig,

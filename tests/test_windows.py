@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wasp.config import QueryDef, parse_config
-from wasp.db import TargetDB
-from wasp.rowtable import RowTable
-from wasp.windows import WindowCollector, parse_aggregate, plan_window
+from wasp.config.schema import QueryDef, parse_config
+from wasp.exporter.db import TargetDB
+from wasp.exporter.windows import WindowCollector, parse_aggregate, plan_window
+from wasp.exporter.windows.rowtable import RowTable
 
 
 @pytest.mark.parametrize(

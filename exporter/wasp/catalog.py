@@ -9,18 +9,18 @@ shipped, default options), the Python packs' METRICS and the self-metrics.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .config import PYTHON_PACKS, YAML_PACKS, load_pack
-from .model import MetricSpec, check_metric_name
-from .selfmetrics import SELF_METRICS
+from wasp.config.schema import YAML_PACKS, load_pack
+from wasp.exporter.selfmetrics import SELF_METRICS
+from wasp.model import MetricSpec, check_metric_name
+from wasp.packs import PYTHON_PACKS, pack_metrics
 
-__all__ = ["Catalog", "CatalogEntry", "catalog"]
+__all__ = ["Catalog", "CatalogEntry", "add_arguments", "catalog", "main"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +91,15 @@ def _yaml_entries() -> Iterable[CatalogEntry]:
 
 
 def _python_entries() -> Iterable[CatalogEntry]:
-    for pack, module in PYTHON_PACKS.items():
-        mod = importlib.import_module(module)
-        specs = mod.METRICS.values() if isinstance(mod.METRICS, dict) else mod.METRICS
-        for spec in specs:
-            yield CatalogEntry(spec, pack, module)
+    for name, pack in PYTHON_PACKS.items():
+        for spec in pack_metrics(pack):
+            yield CatalogEntry(spec, name, f"wasp.packs.{name}")
 
 
 @lru_cache(maxsize=1)
 def catalog() -> Catalog:
     """The catalog of everything wasp exports."""
-    self_entries = (CatalogEntry(s, "self", "wasp.selfmetrics") for s in SELF_METRICS)
+    self_entries = (CatalogEntry(s, "self", "wasp.exporter.selfmetrics") for s in SELF_METRICS)
     return Catalog([*_yaml_entries(), *_python_entries(), *self_entries])
 
 

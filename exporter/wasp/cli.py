@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import logging
 import os
@@ -12,10 +11,10 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from . import __version__
-from .yamlnodes import ConfigError
+from wasp import __version__
+from wasp.config.nodes import ConfigError
 
 __all__ = ["main"]
 
@@ -23,15 +22,61 @@ log = logging.getLogger("wasp")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-#: subcommands implemented in other modules: name -> (module, help)
-DELEGATED: dict[str, tuple[str, str]] = {
-    "demo": ("wasp.demo", "run the demo: local PostgreSQL, synthetic salon data, the exporter"),
-    "datagen": ("wasp.datagen.cli", "create the application schema and load synthetic data"),
-    "backup": ("wasp.companions.backup", "pgBackRest backups, WAL archiving and restore drills"),
-    "replica": ("wasp.companions.replica", "streaming replicas: setup, status, promote, rejoin"),
-    "catalog": ("wasp.catalog", "list every metric wasp exports (the metric catalog)"),
-    "rules": ("wasp.rules", "generate Prometheus alert and recording rules"),
-    "dashboards": ("wasp.dashboards", "generate Grafana dashboards"),
+class Subcommand(Protocol):
+    """A subcommand implemented in another module."""
+
+    __doc__: str | None
+
+    def add_arguments(self, parser: argparse.ArgumentParser, /) -> None: ...
+
+    def main(self, args: argparse.Namespace, /) -> int: ...
+
+
+# each loader imports its module only when called, so `wasp --help` stays light
+def _demo() -> Subcommand:
+    from wasp.demo import run
+    return run
+
+
+def _datagen() -> Subcommand:
+    from wasp.demo.datagen import cli
+    return cli
+
+
+def _backup() -> Subcommand:
+    from wasp.companions.backup import cli
+    return cli
+
+
+def _replica() -> Subcommand:
+    from wasp.companions.replica import cli
+    return cli
+
+
+def _catalog() -> Subcommand:
+    from wasp import catalog
+    return catalog
+
+
+def _rules() -> Subcommand:
+    from wasp.mixin import rules
+    return rules
+
+
+def _dashboards() -> Subcommand:
+    from wasp.mixin import dashboards
+    return dashboards
+
+
+#: subcommands implemented in other modules: name -> (loader, help)
+DELEGATED: dict[str, tuple[Callable[[], Subcommand], str]] = {
+    "demo": (_demo, "run the demo: local PostgreSQL, synthetic salon data, the exporter"),
+    "datagen": (_datagen, "create the application schema and load synthetic data"),
+    "backup": (_backup, "pgBackRest backups, WAL archiving and restore drills"),
+    "replica": (_replica, "streaming replicas: setup, status, promote, rejoin"),
+    "catalog": (_catalog, "list every metric wasp exports (the metric catalog)"),
+    "rules": (_rules, "generate Prometheus alert and recording rules"),
+    "dashboards": (_dashboards, "generate Grafana dashboards"),
 }
 
 
@@ -94,13 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--list", action="store_true", help="list targets, queries and metrics")
     cc.set_defaults(func=cmd_check_config)
 
-    for name, (module, help_) in DELEGATED.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name and (e.name == module or module.startswith(e.name + ".")):
-                continue  # not part of this build
-            raise
+    for name, (load, help_) in DELEGATED.items():
+        mod = load()
         sp = sub.add_parser(name, parents=[common], help=help_,
                             description=(mod.__doc__ or help_).strip())
         if name in ("backup", "replica"):
@@ -113,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a configuration file."""
-    from .config import load_config
+    from wasp.config.schema import load_config
 
     try:
         cfg = load_config(args.file)
@@ -133,15 +173,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_exporter(args: argparse.Namespace) -> int:
     """Run the exporter until SIGTERM/SIGINT."""
-    from .config import load_config
+    from wasp.config.schema import load_config
 
     try:
         cfg = load_config(args.config)
         if args.listen:
             from dataclasses import replace
 
-            from .config import parse_listen
-            from .yamlnodes import Node
+            from wasp.config.nodes import Node
+            from wasp.config.schema import parse_listen
 
             host, port = parse_listen(Node(args.listen, "--listen", "listen"))
             cfg = replace(cfg, server=replace(cfg.server, host=host, port=port))
@@ -157,9 +197,9 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
 
 async def _once(cfg: Any) -> int:
-    from .engine import Engine
+    from wasp.packs import make_engine
 
-    engine = Engine(cfg)
+    engine = make_engine(cfg)
     try:
         rendered = await engine.run_once()
     finally:
@@ -172,10 +212,10 @@ async def _once(cfg: Any) -> int:
 async def _serve(cfg: Any) -> int:
     from aiohttp import web
 
-    from .engine import Engine
-    from .web import make_app
+    from wasp.exporter.web import make_app
+    from wasp.packs import make_engine
 
-    engine = Engine(cfg)
+    engine = make_engine(cfg)
     app = make_app(engine)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

@@ -15,15 +15,15 @@ from typing import Any
 import psycopg
 import yaml
 
-from wasp.collector import CollectContext
-from wasp.collectors.backup import build_collectors
-from wasp.companions.backup import load_settings
-from wasp.companions.backup_config import BackupSettings
-from wasp.companions.backup_ops import BackupContext
-from wasp.config import Config, load_config
-from wasp.db import TargetDB
+from wasp.companions.backup.cli import load_settings
+from wasp.companions.backup.ops import BackupContext
+from wasp.companions.pgcluster import LocalCluster
+from wasp.config.backup import BackupSettings
+from wasp.config.schema import Config, load_config
+from wasp.exporter.collector import CollectContext
+from wasp.exporter.db import TargetDB
 from wasp.model import Family
-from wasp.pgcluster import LocalCluster
+from wasp.packs.backup import build_collectors
 
 APP_DB = "app"
 APP_SCHEMA = """

@@ -3,7 +3,7 @@
     python tests/backup_support/measure.py --days 30 --workdir /tmp/wasp-measure
 
 Creates a PostgreSQL 15 cluster (archiving off), loads `days` of synthetic
-history with wasp.datagen, runs `init --restart` (turning archiving on), a full
+history with wasp.demo.datagen, runs `init --restart` (turning archiving on), a full
 backup, a drill; then writes at roughly the application's rate for
 `--live-seconds` while sampling the WAL archive metrics every 5 s, takes an
 incremental backup and drills again. Prints one JSON object with the figures.
@@ -27,13 +27,13 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backup_support.env import make_backup_env
-from wasp.collector import CollectContext
-from wasp.collectors.backup import WalArchiveCollector
-from wasp.companions.backup_drill import run_drill
-from wasp.companions.backup_ops import init_stanza, run_backup
-from wasp.datagen import create_schema, generate
-from wasp.db import TargetDB
-from wasp.pgcluster import LocalCluster, free_port
+from wasp.companions.backup.drill import run_drill
+from wasp.companions.backup.ops import init_stanza, run_backup
+from wasp.companions.pgcluster import LocalCluster, free_port
+from wasp.demo.datagen import create_schema, generate
+from wasp.exporter.collector import CollectContext
+from wasp.exporter.db import TargetDB
+from wasp.packs.backup import WalArchiveCollector
 
 
 def _writer(dsn: str, stop: threading.Event, rate: float, counts: dict[str, int]) -> None:

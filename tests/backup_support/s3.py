@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from wasp.pgcluster import free_port
+from wasp.companions.pgcluster import free_port
 
 __all__ = ["LocalS3", "local_s3", "s3_available"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
-from wasp.companions.backup_drill import ScratchCluster, run_drill
-from wasp.companions.backup_ops import init_stanza, run_backup
+from wasp.companions.backup.drill import ScratchCluster, run_drill
+from wasp.companions.backup.ops import init_stanza, run_backup
 
 from .env import APP_DB, BackupEnv, value
 

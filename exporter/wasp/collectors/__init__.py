@@ -1,1 +1,0 @@
-"""collectors of wasp."""

@@ -1,0 +1,479 @@
+"""The engine: runs every collector on its own interval and keeps the exposition rendered.
+
+A scrape never waits on a database: collectors run in the background, each
+successful run replaces that collector's families, and the exposition bytes
+are re-rendered after changes. A run still going when its next turn comes is
+skipped and counted, never stacked. A failed run keeps the last good families
+until they are `stale_after` old, then they are dropped.
+
+Rendering never holds up a scrape: the list of chunks to render is taken on
+the event loop (cheap and consistent), the join and gzip run in a worker
+thread, and the finished (plain, gzip) pair replaces the served one in a
+single assignment on the loop. Renders are coalesced: one at a time, starts at
+least `render_spacing` apart (the one showing the first complete round is not
+held back), soon after changes and at least every RENDER_MAX_INTERVAL seconds.
+Changes during a render cause exactly one more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wasp.config.schema import Config, QueryDef, Requires, TargetConfig
+from wasp.exporter.collector import CollectContext, CollectError, Collector
+from wasp.exporter.db import DBError, TargetDB
+from wasp.exporter.exposition import Rendered, render, render_samples
+from wasp.exporter.sql import SqlCollector
+from wasp.model import Family
+
+__all__ = ["Engine", "QueryState"]
+
+log = logging.getLogger(__name__)
+
+PING_INTERVAL = 15.0
+MAX_BACKOFF = 30.0
+REQUIRES_RECHECK = 600.0
+#: the longest the exposition goes without a render (self-metrics such as ages change)
+RENDER_MAX_INTERVAL = 5.0
+#: the least time between the starts of two background renders (default)
+RENDER_SPACING = 1.0
+#: a change waits this long before rendering, so a burst of completions lands in one render
+RENDER_DEBOUNCE = 0.05
+
+
+@dataclass
+class QueryState:
+    """Everything the engine knows about one collector."""
+
+    collector: Collector
+    const_names: tuple[str, ...] = ()
+    const_values: tuple[str, ...] = ()
+    chunks: list[tuple[Family, str]] = field(default_factory=list)
+    last_success: float | None = None
+    last_success_mono: float | None = None
+    last_ok: bool = False
+    last_duration: float = 0.0
+    series: int = 0
+    runs: int = 0
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    skipped: int = 0
+    dropped: int = 0
+    completed_once: bool = False
+    disabled: str | None = None
+    requires_checked: float = 0.0
+    task: asyncio.Task[None] | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class TargetState:
+    """A target's pool, liveness and backoff."""
+
+    config: TargetConfig
+    db: TargetDB | None
+    up: bool = False
+    checked_once: bool = False
+    backoff: float = 1.0
+    next_ping: float = 0.0
+    semaphore: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    ping_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_error: str | None = None
+
+
+class Engine:
+    """Schedules collectors, keeps their last results, renders the exposition."""
+
+    def __init__(self, cfg: Config, *, collectors: Iterable[Collector] | None = None,
+                 extra: Iterable[Collector] = (),
+                 render_spacing: float = RENDER_SPACING) -> None:
+        self.cfg = cfg
+        #: the least time between the starts of two background renders
+        self.render_spacing = render_spacing
+        self.status_dir = Path(cfg.server.status_dir)
+        self.targets: dict[str, TargetState] = {}
+        for t in cfg.targets:
+            db = None
+            if t.type == "postgres":
+                db = TargetDB(t.name, t.dsn(), pool_max=t.pool_max, connect_timeout=t.connect_timeout)
+            st = TargetState(config=t, db=db)
+            st.semaphore = asyncio.Semaphore(t.pool_max)
+            self.targets[t.name] = st
+        self.states: dict[str, QueryState] = {}
+        for c in collectors if collectors is not None else self._build_collectors():
+            self.add_collector(c)
+        for c in extra:
+            self.add_collector(c)
+        self._rendered = render([])
+        self._render_seq = 0  # bumped by every snapshot
+        self._ready_seq: int | None = None  # the first snapshot taken once ready
+        self._installed_seq = 0  # the snapshot the served exposition comes from
+        self._global = asyncio.Semaphore(cfg.server.max_concurrent_queries)
+        self._dirty = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.start_time = time.time()
+        self.renders = 0
+
+    # -- building ---------------------------------------------------------------
+    def _build_collectors(self) -> list[Collector]:
+        out: list[Collector] = []
+        for t in self.cfg.targets:
+            if t.type != "postgres":
+                continue
+            for q in self.cfg.queries_for(t):
+                out.append(self._sql_collector(q, t))
+        return out
+
+    def _sql_collector(self, q: QueryDef, t: TargetConfig) -> Collector:
+        if q.window is not None:
+            from wasp.exporter.windows import make_window_collector
+
+            c = make_window_collector(q, t.name)
+            if c is not None:
+                return c
+        return SqlCollector(q, t.name)
+
+    def add_collector(self, c: Collector) -> None:
+        """Register a collector (before start)."""
+        if c.key in self.states:
+            raise ValueError(f"two collectors share the key {c.key!r}")
+        names: tuple[str, ...] = ()
+        values: tuple[str, ...] = ()
+        if c.target is not None:
+            t = self.targets.get(c.target)
+            if t is None:
+                raise ValueError(f"collector {c.name!r} names unknown target {c.target!r}")
+            names = ("target", *(k for k, _ in t.config.labels))
+            values = (c.target, *(v for _, v in t.config.labels))
+        self.states[c.key] = QueryState(collector=c, const_names=names, const_values=values)
+
+    # -- lifecycle --------------------------------------------------------------
+    async def start(self) -> None:
+        """Open pools and start every collector's loop."""
+        for t in self.targets.values():
+            if t.db is not None:
+                await t.db.open()
+        self._tasks.append(asyncio.create_task(self._render_loop(), name="wasp-render"))
+        for st in self.states.values():
+            self._tasks.append(asyncio.create_task(self._loop(st), name=f"wasp-{st.collector.key}"))
+        log.info("engine started: %d targets, %d collectors", len(self.targets), len(self.states))
+
+    async def stop(self) -> None:
+        """Stop scheduling, cancel running queries (server side too), close pools."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        running = [st.task for st in self.states.values() if st.task and not st.task.done()]
+        for t in self.targets.values():
+            if t.db is not None:
+                await t.db.cancel_running()
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *running, return_exceptions=True)
+        for t in self.targets.values():
+            if t.db is not None:
+                await t.db.close()
+        for st in self.states.values():
+            try:
+                await st.collector.close()
+            except Exception:  # one collector's cleanup must not keep the others open
+                log.exception("closing collector %s failed", st.collector.key)
+        self._tasks.clear()
+        log.info("engine stopped")
+
+    async def run_once(self) -> Rendered:
+        """Run every collector once (concurrently, within limits) and render."""
+        for t in self.targets.values():
+            if t.db is not None:
+                await t.db.open()
+        await asyncio.gather(*(self._run(st) for st in self.states.values()))
+        return self.render_now()
+
+    @property
+    def ready(self) -> bool:
+        """True once every collector has completed its first run."""
+        return all(st.completed_once or st.disabled for st in self.states.values())
+
+    @property
+    def serving_ready(self) -> bool:
+        """True once the exposition served holds every collector's first round."""
+        return self._ready_seq is not None and self._installed_seq >= self._ready_seq
+
+    @property
+    def rendered(self) -> Rendered:
+        """The last rendered exposition."""
+        return self._rendered
+
+    # -- scheduling -------------------------------------------------------------
+    async def _loop(self, st: QueryState) -> None:
+        loop = asyncio.get_running_loop()
+        interval = st.collector.interval
+        # a little spread so queries with the same interval do not all fire together
+        next_t = loop.time() + random.uniform(0, min(0.5, interval / 10))
+        while not self._stopping.is_set():
+            await asyncio.sleep(max(0.0, next_t - loop.time()))
+            if st.task is not None and not st.task.done():
+                st.skipped += 1
+                log.warning("query %s still running after %.0fs: skipping this turn",
+                            st.collector.key, interval)
+                self._dirty.set()
+            else:
+                st.task = asyncio.create_task(self._run(st))
+            next_t += interval
+            now = loop.time()
+            if next_t < now:
+                next_t = now + interval
+
+    async def _ensure_target(self, t: TargetState) -> bool:
+        """Ping a postgres target when due; returns whether it is up."""
+        assert t.db is not None
+        async with t.ping_lock:
+            now = time.monotonic()
+            if t.checked_once and now < t.next_ping:
+                return t.up
+            try:
+                info = await t.db.server_info(timeout=min(5.0, t.config.connect_timeout + 1))
+            except DBError as e:
+                if t.up or not t.checked_once:
+                    log.warning("target %s is down: %s (retrying with backoff)", t.config.name, e)
+                t.up = False
+                t.last_error = str(e)
+                t.next_ping = time.monotonic() + t.backoff
+                t.backoff = min(MAX_BACKOFF, t.backoff * 2)
+            else:
+                if not t.up:
+                    log.info("target %s is up (server %d, %s)", t.config.name, info.version_num,
+                             "standby" if info.in_recovery else "primary")
+                t.up = True
+                t.backoff = 1.0
+                t.last_error = None
+                t.next_ping = time.monotonic() + PING_INTERVAL
+            t.checked_once = True
+            self._dirty.set()
+            return t.up
+
+    async def _run(self, st: QueryState) -> None:
+        c = st.collector
+        t = self.targets.get(c.target) if c.target else None
+        db = t.db if t is not None else None
+        start = time.monotonic()
+        try:
+            if t is not None and db is not None:
+                if not await self._ensure_target(t):
+                    raise CollectError("connection", f"target {t.config.name} is down: {t.last_error}")
+                if not self._role_ok(st, t) or not await self._requires_ok(st, t):
+                    return
+            ctx = CollectContext(now=time.time(), status_dir=self.status_dir, db=db)
+            async with self._global, t.semaphore if t is not None else contextlib.nullcontext():
+                start = time.monotonic()
+                families = await asyncio.wait_for(c.collect(ctx), timeout=c.timeout + 10)
+        except CollectError as e:
+            self._failed(st, e.reason, str(e), start)
+            if t is not None and e.reason == "connection":
+                t.up = False
+                t.next_ping = 0.0
+        except TimeoutError:
+            self._failed(st, "timeout", f"no result within {c.timeout:g}s", start)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a collector bug must not take the others down
+            log.exception("query %s crashed", c.key)
+            self._failed(st, "other", f"{type(e).__name__}: {e}", start)
+        else:
+            self._succeeded(st, families, start)
+            if t is not None and db is None:
+                t.up = True
+                t.checked_once = True
+        finally:
+            st.completed_once = True
+            self._dirty.set()
+
+    def _role_ok(self, st: QueryState, t: TargetState) -> bool:
+        role = st.collector.role
+        info = t.db.info if t.db else None
+        ok = role == "any" or info is None or (role == "standby") == info.in_recovery
+        if not ok:
+            if st.disabled != "role" and st.chunks:
+                log.info("query %s paused: target is not a %s", st.collector.key, role)
+            st.disabled = "role"
+            st.chunks = []
+            st.series = 0
+        elif st.disabled == "role":
+            st.disabled = None
+        return ok
+
+    async def _requires_ok(self, st: QueryState, t: TargetState) -> bool:
+        req: Requires | None = getattr(getattr(st.collector, "query", None), "requires", None)
+        if not req:
+            return True
+        now = time.monotonic()
+        if st.requires_checked and now - st.requires_checked < REQUIRES_RECHECK:
+            return st.disabled is None
+        assert t.db is not None
+        missing = await check_requires(t.db, req)
+        st.requires_checked = now
+        if missing:
+            if st.disabled != missing:
+                log.warning("query %s disabled on target %s: %s", st.collector.name, t.config.name, missing)
+            st.disabled = missing
+            st.chunks = []
+            st.series = 0
+            return False
+        if st.disabled:
+            log.info("query %s enabled again on target %s", st.collector.name, t.config.name)
+        st.disabled = None
+        return True
+
+    def _succeeded(self, st: QueryState, families: list[Family], start: float) -> None:
+        st.runs += 1
+        st.last_duration = time.monotonic() - start
+        st.last_ok = True
+        st.last_error = None
+        st.last_success = time.time()
+        st.last_success_mono = time.monotonic()
+        cap = st.collector.max_series
+        kept: list[Family] = []
+        total = 0
+        dropped = 0
+        for f in families:
+            n = len(f.samples)
+            if total + n > cap:
+                room = max(0, cap - total)
+                dropped += n - room
+                f = Family(f.name, f.type, f.help, f.labelnames, f.samples[:room])
+            total += len(f.samples)
+            kept.append(f)
+        if dropped:
+            st.dropped += dropped
+            log.warning("query %s returned %d series over its cap of %d: dropped", st.collector.key,
+                        dropped, cap)
+        chunks = []
+        for f in kept:
+            if not f.samples:
+                continue
+            f = f.with_const_labels(st.const_names, st.const_values)
+            chunks.append((f, render_samples(f)))
+        st.chunks = chunks
+        st.series = total
+
+    def _failed(self, st: QueryState, reason: str, message: str, start: float) -> None:
+        st.runs += 1
+        st.last_duration = time.monotonic() - start
+        st.errors[reason] += 1
+        if st.last_ok or st.last_error != message:
+            log.warning("query %s failed (%s): %s", st.collector.key, reason, message)
+        st.last_ok = False
+        st.last_error = message
+
+    # -- rendering --------------------------------------------------------------
+    async def _render_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -math.inf  # loop time the last render started
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                wait = max(0.0, last + RENDER_MAX_INTERVAL - loop.time())
+                await asyncio.wait_for(self._dirty.wait(), timeout=wait)
+            # keep render starts `render_spacing` apart, except that the first round
+            # complete (the engine turning ready) is shown without that delay
+            while (pause := last + self.render_spacing - loop.time()) > 0:
+                if self.ready and self._ready_seq is None:
+                    break  # no render of the complete first round taken yet
+                self._dirty.clear()  # a completion wakes this up to check readiness
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), timeout=pause)
+            await asyncio.sleep(RENDER_DEBOUNCE)  # let a burst of completions land in one render
+            # changes from here on (also during the render) are picked up by the next one
+            self._dirty.clear()
+            last = loop.time()
+            try:
+                await self.render_in_thread()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep serving the last exposition; try again next turn
+                log.exception("rendering the exposition failed")
+
+    async def render_in_thread(self) -> Rendered:
+        """Render the current state with the join and gzip in a worker thread, then keep it.
+
+        The snapshot is taken here on the loop; the result replaces the served
+        exposition only if no later snapshot was installed meanwhile.
+        """
+        seq, chunks = self._snapshot()
+        # join and gzip in a worker thread (zlib releases the GIL)
+        rendered = await asyncio.to_thread(render, chunks)
+        return self._install(seq, rendered)
+
+    def render_now(self) -> Rendered:
+        """Render the exposition from the current state right here (blocking) and keep it."""
+        seq, chunks = self._snapshot()
+        return self._install(seq, render(chunks))
+
+    def _snapshot(self) -> tuple[int, list[tuple[Family, str]]]:
+        """What to render now: every collector's current chunks and the self-metrics."""
+        now = time.monotonic()
+        stale = self.cfg.server.stale_after
+        chunks: list[tuple[Family, str]] = []
+        for st in self.states.values():
+            if not st.chunks:
+                continue
+            if not st.last_ok and st.last_success_mono is not None and now - st.last_success_mono > stale:
+                log.warning("query %s: last good result is %.0fs old, dropping it",
+                            st.collector.key, now - st.last_success_mono)
+                st.chunks = []
+                st.series = 0
+                continue
+            chunks.extend(st.chunks)
+        for f in self._self_families():
+            chunks.append((f, render_samples(f)))
+        self._render_seq += 1
+        if self._ready_seq is None and self.ready:
+            self._ready_seq = self._render_seq
+        return self._render_seq, chunks
+
+    def _install(self, seq: int, rendered: Rendered) -> Rendered:
+        """Serve `rendered` unless a later snapshot is already served; returns what is served."""
+        if seq > self._installed_seq:
+            self._installed_seq = seq
+            self._rendered = rendered  # one assignment: plain and gzip always travel together
+            self.renders += 1
+        return self._rendered
+
+    def _self_families(self) -> list[Family]:
+        from wasp.exporter.selfmetrics import self_families
+
+        return self_families(self)
+
+
+async def check_requires(db: TargetDB, req: Requires) -> str | None:
+    """What `req` finds missing on the target (None when all is there)."""
+    problems: list[str] = []
+    info = db.info or await db.server_info()
+    if req.min_server_version and info.version_num < req.min_server_version:
+        problems.append(f"server version {info.version_num} < {req.min_server_version}")
+    if req.superuser and not info.is_superuser:
+        problems.append("needs superuser")
+    if req.tables or req.columns or req.extensions:
+        r = await db.fetch(
+            "SELECT 't', n FROM unnest(%s::text[]) n WHERE to_regclass(n) IS NULL "
+            "UNION ALL "
+            "SELECT 'c', c FROM unnest(%s::text[]) c WHERE NOT EXISTS ("
+            "  SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(split_part(c, '.', 1))"
+            "  AND a.attname = split_part(c, '.', 2) AND NOT a.attisdropped AND a.attnum > 0) "
+            "UNION ALL "
+            "SELECT 'e', e FROM unnest(%s::text[]) e WHERE NOT EXISTS ("
+            "  SELECT 1 FROM pg_extension x WHERE x.extname = e)",
+            timeout=10.0,
+            params=(list(req.tables), list(req.columns), list(req.extensions)),
+        )
+        what = {"t": "table", "c": "column", "e": "extension"}
+        problems.extend(f"{what[k]} {n} missing" for k, n in r.rows)
+    return "; ".join(problems) or None

@@ -1,0 +1,67 @@
+"""HTTP: /metrics serves pre-rendered bytes; /healthz, /readyz and a landing page."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from wasp import __version__
+from wasp.exporter.engine import Engine
+from wasp.exporter.exposition import CONTENT_TYPE
+
+__all__ = ["ENGINE_KEY", "make_app"]
+
+ENGINE_KEY = web.AppKey("engine", Engine)
+
+_LANDING = """<!doctype html>
+<html><head><meta charset="utf-8"><title>wasp exporter</title></head>
+<body><h1>wasp exporter {version}</h1>
+<ul>
+<li><a href="metrics">/metrics</a>: the exposition ({series} series, rendered in the background)</li>
+<li><a href="healthz">/healthz</a>: the process is alive</li>
+<li><a href="readyz">/readyz</a>: configuration loaded, the first round done and served on /metrics</li>
+</ul></body></html>
+"""
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The last rendered exposition; gzip when the client accepts it."""
+    rendered = request.app[ENGINE_KEY].rendered
+    if "gzip" in request.headers.get("Accept-Encoding", "") and rendered.gz:
+        return web.Response(body=rendered.gz, headers={
+            "Content-Type": CONTENT_TYPE, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    return web.Response(body=rendered.text, headers={"Content-Type": CONTENT_TYPE,
+                                                     "Vary": "Accept-Encoding"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive."""
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready once every query has run once and /metrics serves that round."""
+    engine = request.app[ENGINE_KEY]
+    if engine.serving_ready:
+        return web.Response(text="ready\n")
+    if engine.ready:
+        return web.Response(status=503, text="not ready: the first round is being rendered\n")
+    waiting = sum(1 for s in engine.states.values() if not s.completed_once and not s.disabled)
+    return web.Response(status=503, text=f"not ready: {waiting} queries have not run yet\n")
+
+
+async def landing(request: web.Request) -> web.Response:
+    """A small page linking the endpoints."""
+    engine = request.app[ENGINE_KEY]
+    return web.Response(text=_LANDING.format(version=__version__, series=engine.rendered.series),
+                        content_type="text/html")
+
+
+def make_app(engine: Engine) -> web.Application:
+    """The aiohttp application around an engine."""
+    app = web.Application()
+    app[ENGINE_KEY] = engine
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/", landing)
+    return app
