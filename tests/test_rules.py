@@ -19,15 +19,9 @@ import yaml
 from helpers import require_tool
 from wasp.catalog import catalog
 from wasp.companions.pgcluster import free_port
-from wasp.mixin.rules import (
-    PROMETHEUS_METRICS,
-    Q,
-    RulesConfig,
-    anchor,
-    build,
-    render_files,
-    render_template,
-)
+from wasp.mixin.promql import PROMETHEUS_METRICS, Selectors
+from wasp.mixin.rules import anchor, build, render_files, render_template
+from wasp.mixin.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
@@ -213,7 +207,7 @@ def test_recording_rules_follow_the_naming_convention() -> None:
 
 
 def test_a_renamed_metric_or_a_wrong_label_breaks_the_generator() -> None:
-    q = Q(RulesConfig())
+    q = Selectors(fixed=Settings().selector)
     assert q("wasp_target_up", target="main") == 'wasp_target_up{job="wasp",target="main"}'
     with pytest.raises(KeyError, match="wasp_no_such_metric"):
         q("wasp_no_such_metric")
@@ -223,7 +217,7 @@ def test_a_renamed_metric_or_a_wrong_label_breaks_the_generator() -> None:
 
 
 def test_selector_and_thresholds_come_from_the_config() -> None:
-    cfg = RulesConfig(selector=(("job", "db-monitor"),), webhook_silent_seconds=1200)
+    cfg = Settings(selector=(("job", "db-monitor"),), webhook_silent_seconds=1200)
     text = render_files(cfg)["wasp-alerts.yml"]
     assert 'job="wasp"' not in text and 'job="db-monitor"' in text
     assert 'target:wasp_app_webhook_newest:age_seconds{job="db-monitor"} > 1200' in text

@@ -1,0 +1,146 @@
+"""Alerts on backups: age, drills, repository, WAL archiving."""
+
+from __future__ import annotations
+
+import math
+
+from wasp.mixin.promql import num
+from wasp.mixin.rules.model import Builder, Case, Fired, S, series, st, t
+from wasp.mixin.settings import spoken
+
+
+def build(b: Builder) -> None:
+    cfg = b.cfg
+    g = b.group("wasp-backup")
+    q = b.q()
+    b.alert(g, "WaspBackupTooOld", "warning", q, f"""
+{q("wasp_backup_last_completed_age_seconds", type="full")} > {num(cfg.full_completed_max_seconds)}
+or
+{q("wasp_backup_last_completed_age_seconds", type="incr")} > {num(cfg.incr_completed_max_seconds)}
+""",
+        "The newest {{ $labels.type }} backup of {{ $labels.stanza }} is {{ $value | humanizeDuration }} old",
+        "The newest completed {{ $labels.type }} backup of stanza {{ $labels.stanza }} (repo "
+        "{{ $labels.repo }}) stopped {{ $value | humanizeDuration }} ago: scheduled backups do not "
+        "run or do not finish (cron, lock, disk, repository).",
+        [Case("the nightly full did not run", (
+            series("wasp_backup_last_completed_age_seconds", "100000+60x30", **st(repo="1", type="full")),
+            series("wasp_backup_last_completed_age_seconds", "600x30", **st(repo="1", type="incr")),
+        ), "20m", (Fired(st(repo="1", type="full"), 101200, "warning"),)),
+         Case("fresh backups", (
+             series("wasp_backup_last_completed_age_seconds", "40000x30", **st(repo="1", type="full")),
+             series("wasp_backup_last_completed_age_seconds", "3000x30", **st(repo="1", type="incr")),
+         ), "20m")])
+
+    q = b.q()
+    b.alert(g, "WaspBackupNotProven", "warning", q, f"""
+{q("wasp_backup_last_good_age_seconds", type="full")} > {num(cfg.good_full_max_seconds)}
+or ignoring (type)
+({q("wasp_backup_repository_up")} == 1) * 0 + Inf
+  unless ignoring (type) {q("wasp_backup_last_good_age_seconds", type="full")}
+""",
+        "No drill-proven full backup of {{ $labels.stanza }} for {{ $value | humanizeDuration }}",
+        "The newest good full backup of stanza {{ $labels.stanza }} (repo {{ $labels.repo }}), one "
+        "a restore drill proved, stopped {{ $value | humanizeDuration }} ago (+Inf: none ever). "
+        "Until a drill passes, no backup is known to restore.",
+        [Case("the weekly drill did not prove a backup for 9 days", (
+            series("wasp_backup_last_good_age_seconds", "777600+60x90", **st(repo="1", type="full")),
+            series("wasp_backup_repository_up", "1x90", **st(repo="1")),
+        ), "80m", (Fired(st(repo="1", type="full"), 782400, "warning"),)),
+         Case("backups exist but no drill ever passed", (
+             series("wasp_backup_repository_up", "1x90", **st(repo="1")),
+         ), "80m", (Fired(st(repo="1"), math.inf, "warning"),)),
+         Case("proven two days ago", (
+             series("wasp_backup_last_good_age_seconds", "172800+60x90", **st(repo="1", type="full")),
+             series("wasp_backup_repository_up", "1x90", **st(repo="1")),
+         ), "80m")])
+
+    q = b.q()
+    b.alert(g, "WaspBackupFailed", "warning", q, f"""
+{q("wasp_backup_last_attempt_success")} == 0
+""",
+        "The last {{ $labels.type }} backup of {{ $labels.stanza }} failed",
+        "The last {{ $labels.type }} backup attempt of stanza {{ $labels.stanza }} failed "
+        "(wasp_backup_last_attempt_exit_code has pgBackRest's exit code; the status record and "
+        "`wasp backup status` the error).",
+        [Case("incremental failed", (
+            series("wasp_backup_last_attempt_success", "1x5 0x20", **st(type="incr")),), "15m",
+            (Fired(st(type="incr"), 0, "warning"),)),
+         Case("all succeeded", (
+             series("wasp_backup_last_attempt_success", "1x20", **st(type="incr")),), "15m")])
+
+    q = b.q()
+    b.alert(g, "WaspRestoreDrillFailed", "warning", q, f"""
+{q("wasp_backup_drill_last_success")} == 0
+""",
+        "The last restore drill of {{ $labels.stanza }} failed",
+        "The last restore drill of stanza {{ $labels.stanza }} failed "
+        "(wasp_backup_drill_checks_failed checks): the backup it restored is not good, and neither "
+        "are the ones it depends on. Run `wasp backup status` for the failed checks.",
+        [Case("drill failed", (
+            series("wasp_backup_drill_last_success", "0x20", **S),), "15m", (Fired(S, 0, "warning"),)),
+         Case("drill passed", (series("wasp_backup_drill_last_success", "1x20", **S),), "15m")])
+
+    q = b.q()
+    b.alert(g, "WaspRestoreDrillTooOld", "warning", q, f"""
+time() - {q("wasp_backup_drill_last_success_timestamp_seconds")} > {num(cfg.drill_max_seconds)}
+""",
+        "No passing restore drill of {{ $labels.stanza }} for {{ $value | humanizeDuration }}",
+        "The last passing restore drill of stanza {{ $labels.stanza }} ended "
+        "{{ $value | humanizeDuration }} ago: the weekly drill does not run or keeps failing.",
+        [Case("last pass 9 days ago", (
+            series("wasp_backup_drill_last_success_timestamp_seconds", "-777600x90", **S),), "80m",
+            (Fired(S, 782400, "warning"),)),
+         Case("passed yesterday", (
+             series("wasp_backup_drill_last_success_timestamp_seconds", "-86400x90", **S),), "80m")])
+
+    q = b.q()
+    b.alert(g, "WaspBackupRepositoryUnreadable", "page", q, f"""
+{q("wasp_backup_repository_up")} == 0
+""",
+        "pgBackRest cannot read repository {{ $labels.repo }} of {{ $labels.stanza }}",
+        "pgBackRest info cannot read repository {{ $labels.repo }} of stanza {{ $labels.stanza }} "
+        "(wasp_backup_pgbackrest_status_code says why: passphrase, storage, stanza). Backups, WAL "
+        "archiving and restores all depend on it.",
+        [Case("wrong passphrase", (
+            series("wasp_backup_repository_up", "0x30", **st(repo="1")),), "20m",
+            (Fired(st(repo="1"), 0, "page"),)),
+         Case("readable", (series("wasp_backup_repository_up", "1x30", **st(repo="1")),), "20m")])
+
+    q = b.q()
+    un = q("wasp_wal_archive_unarchived_bytes")
+    b.alert(g, "WaspWALArchiveBehind", "page", q, f"""
+{un} > {num(cfg.wal_unarchived_bytes)}
+or
+({un} > 0 and {q("wasp_wal_archive_last_archived_age_seconds")} > {num(cfg.wal_archive_stuck_seconds)})
+""",
+        "{{ $value | humanize1024 }}B of WAL not archived on {{ $labels.target }}",
+        "{{ $value | humanize1024 }}B of WAL written on {{ $labels.target }} (stanza "
+        "{{ $labels.stanza }}) are not in the archive yet: losing the server now loses them (the "
+        "RPO). archive-push fails or is too slow.",
+        [Case("archiving stopped under load", (
+            series("wasp_wal_archive_unarchived_bytes", "0+16777216x30", **t(stanza="main")),
+            series("wasp_wal_archive_last_archived_age_seconds", "0+60x30", **t(stanza="main")),
+        ), "20m", (Fired(t(stanza="main"), 20 * 16777216, "page"),)),
+         Case("a few bytes stuck for an hour", (
+             series("wasp_wal_archive_unarchived_bytes", "8192x60", **t(stanza="main")),
+             series("wasp_wal_archive_last_archived_age_seconds", "0+60x60", **t(stanza="main")),
+         ), "40m", (Fired(t(stanza="main"), 8192, "page"),)),
+         Case("idle database: old archive, nothing pending", (
+             series("wasp_wal_archive_unarchived_bytes", "0x60", **t(stanza="main")),
+             series("wasp_wal_archive_last_archived_age_seconds", "0+60x60", **t(stanza="main")),
+         ), "40m")])
+
+    q = b.q()
+    b.alert(g, "WaspWALArchiveFailing", "warning", q, f"""
+increase({q("wasp_wal_archive_failures_total")}[{cfg.wal_archive_failing_window}]) > 0
+""",
+        "WAL archiving to {{ $labels.stanza }} fails on {{ $labels.target }}",
+        "archive-push failed {{ $value | humanize }} times in "
+        f"{spoken(cfg.wal_archive_failing_window)} on {{{{ $labels.target }}}} "
+        "(stanza {{ $labels.stanza }}): WAL accumulates in pg_wal and the RPO grows. The "
+        "PostgreSQL log and pgBackRest's archive-push log say why.",
+        [Case("every attempt fails", (
+            series("wasp_wal_archive_failures_total", "0+1x60", **t(stanza="main")),), "40m",
+            (Fired(t(stanza="main"), 15, "warning"),)),
+         Case("an old failure", (
+             series("wasp_wal_archive_failures_total", "0x5 1x60", **t(stanza="main")),), "40m")])

@@ -1,0 +1,96 @@
+"""Alerts on the exporter itself: scrapes, targets, failing, skipping and capped queries."""
+
+from __future__ import annotations
+
+from wasp.mixin.promql import num
+from wasp.mixin.rules.model import Builder, Case, Fired, T, series, t
+from wasp.mixin.settings import spoken
+
+
+def build(b: Builder) -> None:
+    cfg = b.cfg
+    g = b.group("wasp-exporter")
+    q = b.q()
+    b.alert(g, "WaspExporterDown", "page", q, f"""
+{q("up")} == 0
+""",
+        "wasp exporter {{ $labels.instance }} is down",
+        "Prometheus cannot scrape the wasp exporter {{ $labels.instance }}: every database, "
+        "application and backup alert of its targets is blind until it is back.",
+        [Case("scrape fails for 10 minutes", (
+            series("up", "0x15", instance="wasp-1:9645", job="wasp"),), "10m",
+            (Fired({"instance": "wasp-1:9645", "job": "wasp"}, 0, "page"),)),
+         Case("a single failed scrape does not page", (
+             series("up", "1 1 1 0 1 1 1 1 1 1 1 1", instance="wasp-1:9645", job="wasp"),), "10m")])
+    q = b.q()
+    b.alert(g, "WaspExporterMissing", "page", q, f"""
+absent({q("up")})
+""",
+        "Prometheus scrapes no wasp exporter",
+        "Prometheus has no scrape target in the wasp job at all (service discovery, a relabelling "
+        "or a configuration change dropped it): every wasp alert is blind.",
+        [Case("no wasp target at all", (
+            series("up", "1x15", instance="node-1:9100", job="node"),), "10m",
+            (Fired(dict(cfg.selector), 1, "page"),)),
+         Case("one exporter up", (series("up", "1x15", instance="wasp-1:9645", job="wasp"),), "10m")])
+    q = b.q()
+    b.alert(g, "WaspTargetDown", "page", q, f"""
+{q("wasp_target_up")} == 0
+""",
+        "wasp cannot reach target {{ $labels.target }}",
+        "The exporter {{ $labels.instance }} has not reached target {{ $labels.target }} for "
+        f"{cfg.for_of('WaspTargetDown', 'page')}: the database is down or unreachable (network, authentication, "
+        "max_connections). Its other alerts are inhibited meanwhile.",
+        [Case("target unreachable", (series("wasp_target_up", "0x15", **T),), "10m",
+              (Fired(T, 0, "page"),)),
+         Case("target up", (series("wasp_target_up", "1x15", **T),), "10m")])
+
+    q = b.q()
+    w = cfg.query_failing_window
+    b.alert(g, "WaspQueryFailing", "warning", q, f"""
+sum without (reason) (rate({q("wasp_query_errors_total")}[{w}]))
+  / rate({q("wasp_query_runs_total")}[{w}])
+  > {num(cfg.query_failing_ratio)}
+""",
+        "Query {{ $labels.query }} keeps failing on {{ $labels.target }}",
+        "{{ $value | humanizePercentage }} of the runs of query {{ $labels.query }} on target "
+        f"{{{{ $labels.target }}}} failed over the last {w}; its series go stale and then "
+        "disappear. wasp_query_errors_total says why (reason label).",
+        [Case("every run fails", (
+            series("wasp_query_runs_total", "0+2x40", **t(query="databases")),
+            series("wasp_query_errors_total", "0+2x40", **t(query="databases", reason="timeout")),
+            series("wasp_query_errors_total", "0x40", **t(query="databases", reason="sql")),
+        ), "30m", (Fired(t(query="databases"), 1, "warning"),)),
+         Case("one failure in many runs", (
+             series("wasp_query_runs_total", "0+2x40", **t(query="databases")),
+             series("wasp_query_errors_total", "0x20 1x20", **t(query="databases", reason="timeout")),
+         ), "30m")])
+
+    q = b.q()
+    b.alert(g, "WaspQuerySkipping", "warning", q, f"""
+increase({q("wasp_query_skipped_total")}[{cfg.query_skips_window}]) > {num(cfg.query_skips)}
+""",
+        "Query {{ $labels.query }} on {{ $labels.target }} overruns its interval",
+        "Query {{ $labels.query }} on {{ $labels.target }} skipped {{ $value | humanize }} turns "
+        f"in {spoken(cfg.query_skips_window)} because its previous run was still going: it takes longer than its "
+        "interval. Its data is older than it should be.",
+        [Case("a slow query skips every other turn", (
+            series("wasp_query_skipped_total", "0+1x60", **t(query="tables")),), "50m",
+            (Fired(t(query="tables"), 30, "warning"),)),
+         Case("one skip", (series("wasp_query_skipped_total", "0x20 1x40", **t(query="tables")),),
+              "50m")])
+
+    q = b.q()
+    b.alert(g, "WaspSeriesDropped", "warning", q, f"""
+increase({q("wasp_query_series_dropped_total")}[{cfg.series_dropped_window}]) > 0
+""",
+        "Query {{ $labels.query }} on {{ $labels.target }} exceeds max_series",
+        "Query {{ $labels.query }} on {{ $labels.target }} returns more series than its "
+        "max_series: {{ $value | humanize }} series dropped in "
+        f"{spoken(cfg.series_dropped_window)}. Dashboards and alerts "
+        "over it see only part of the data.",
+        [Case("every run drops series", (
+            series("wasp_query_series_dropped_total", "0+10x40", **t(query="statements")),), "35m",
+            (Fired(t(query="statements"), 150, "warning"),)),
+         Case("nothing dropped", (
+             series("wasp_query_series_dropped_total", "0x40", **t(query="statements")),), "35m")])

@@ -1,0 +1,322 @@
+"""The one settings object of the mixin: every selector, threshold, `for` and range.
+
+Alerts and the panels that show the same quantity read the same field, so a
+board cannot turn red at another number than the alert fires at. Users
+override any field with a YAML file (`wasp rules --settings FILE`, `wasp
+dashboards --settings FILE`): the keys are the field names below, plus `for`
+(alert name -> duration, or alert name -> {severity: duration} for the alerts
+that page and warn at two levels). An unknown key, a wrong type or a bad
+duration is a `SettingsError` naming the file, the line and the key.
+
+```yaml
+selector: {job: db-monitor}
+webhook_silent_seconds: 900
+for:
+  WaspExporterDown: 10m
+  WaspPostgresConnectionsHigh: {page: 2m}
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["FOR_DEFAULTS", "Settings", "SettingsError", "load_settings", "spoken"]
+
+_MiB = 1024 * 1024
+_GiB = 1024 * _MiB
+DURATION_RE = re.compile(r"(?:\d+(?:ms|[smhdwy]))+")
+SEVERITIES = ("page", "warning", "info")
+
+#: `for` of every alert; "Name.severity" for an alert defined at two severities
+FOR_DEFAULTS: dict[str, str] = {
+    # exporter
+    "WaspExporterDown": "5m",
+    "WaspExporterMissing": "5m",
+    "WaspTargetDown": "5m",
+    "WaspQueryFailing": "10m",
+    "WaspQuerySkipping": "15m",
+    "WaspSeriesDropped": "15m",
+    # app
+    "WaspWebhooksSilent": "5m",
+    "WaspWhatsAppInboundSilent": "5m",
+    "WaspWebhookFailureRatioHigh.warning": "15m",
+    "WaspWebhookFailureRatioHigh.page": "10m",
+    "WaspWhatsAppOutboundFailureRatioHigh.warning": "15m",
+    "WaspWhatsAppOutboundFailureRatioHigh.page": "10m",
+    "WaspBookingsDropping": "30m",
+    "WaspAICostSpike": "15m",
+    "WaspAILatencyHigh": "15m",
+    "WaspRemindersOverdue": "10m",
+    "WaspDoubleBookings": "15m",
+    # postgres
+    "WaspPostgresConnectionsHigh.warning": "10m",
+    "WaspPostgresConnectionsHigh.page": "5m",
+    "WaspPostgresLongTransaction": "5m",
+    "WaspPostgresIdleInTransaction": "5m",
+    "WaspPostgresLockWaits": "5m",
+    "WaspPostgresDeadlocks": "5m",
+    "WaspPostgresXIDAgeHigh": "30m",
+    "WaspPostgresXIDWraparound": "5m",
+    "WaspPostgresMultiXactAgeHigh": "30m",
+    "WaspPostgresCacheHitRatioLow": "30m",
+    "WaspPostgresPendingRestart": "1h",
+    "WaspPostgresArchiverFailing": "15m",
+    # replication
+    "WaspStandbyReplayDelayHigh": "5m",
+    "WaspStandbyHeartbeatStale": "5m",
+    "WaspHeartbeatWriterStopped": "5m",
+    "WaspStandbysMissing": "5m",
+    "WaspReplicationSlotInactive": "15m",
+    "WaspReplicationSlotWALLost": "5m",
+    "WaspWALReceiverNotStreaming": "5m",
+    # backup
+    "WaspBackupTooOld": "15m",
+    "WaspBackupNotProven": "1h",
+    "WaspBackupFailed": "5m",
+    "WaspRestoreDrillFailed": "5m",
+    "WaspRestoreDrillTooOld": "1h",
+    "WaspBackupRepositoryUnreadable": "10m",
+    "WaspWALArchiveBehind": "10m",
+    "WaspWALArchiveFailing": "15m",
+    # pgbouncer
+    "WaspPgBouncerPoolSaturated": "10m",
+    "WaspPgBouncerClientsWaiting": "5m",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Selectors, thresholds, `for` durations and ranges of every alert and of its panel."""
+
+    #: matchers put on every rule selector (the scrape job of the exporters)
+    selector: tuple[tuple[str, str], ...] = (("job", "wasp"),)
+    #: labels that identify one replication cluster (add e.g. "cluster" when one job watches several)
+    cluster_by: tuple[str, ...] = ("job",)
+    runbook_url: str = "docs/runbook.md"
+    #: alert name (or "name.severity") -> `for`
+    for_: Mapping[str, str] = field(default_factory=lambda: dict(FOR_DEFAULTS))
+    # exporter
+    query_failing_ratio: float = 0.9
+    query_failing_window: str = "15m"
+    query_skips: float = 2
+    query_skips_window: str = "30m"
+    series_dropped_window: str = "15m"
+    # app (about 1,000 salons: 150k webhooks, 100k messages, 10k bookings a day)
+    webhook_silent_seconds: float = 600
+    whatsapp_event_type: str = "message_received"
+    whatsapp_silent_seconds: float = 1800
+    webhook_failure_warning: float = 0.05
+    webhook_failure_page: float = 0.25
+    webhook_min_events_1h: float = 100
+    outbound_failure_warning: float = 0.05
+    outbound_failure_page: float = 0.30
+    outbound_min_messages_1h: float = 50
+    #: what the business comparisons compare against
+    comparison_offset: str = "1d"
+    bookings_drop_ratio: float = 0.5
+    bookings_min_before_1h: float = 30
+    ai_cost_spike_ratio: float = 2.0
+    ai_cost_min_usd_1h: float = 10
+    ai_cost_max_usd_1h: float = 100
+    ai_p95_seconds: float = 10
+    ai_min_responses_1h: float = 20
+    reminders_overdue_seconds: float = 900
+    double_bookings_max: float = 0
+    # postgres
+    connections_warning: float = 0.80
+    connections_page: float = 0.95
+    long_transaction_seconds: float = 1800
+    idle_in_transaction_seconds: float = 300
+    lock_wait_seconds: float = 60
+    deadlocks: float = 5
+    deadlocks_window: str = "30m"
+    xid_freeze_ratio: float = 1.5
+    xid_wraparound_page: float = 1.0e9
+    mxid_freeze_ratio: float = 1.5
+    cache_hit_ratio_min: float = 0.95
+    cache_min_blocks_per_second: float = 100
+    archiver_failing_window: str = "15m"
+    # replication
+    replay_delay_seconds: float = 300
+    heartbeat_stale_seconds: float = 120
+    expected_standbys: int = 2
+    slot_inactive_retained_bytes: float = 1 * _GiB
+    # backup
+    full_completed_max_seconds: float = 26 * 3600
+    incr_completed_max_seconds: float = 3 * 3600
+    good_full_max_seconds: float = 8 * 86400
+    drill_max_seconds: float = 8 * 86400
+    wal_unarchived_bytes: float = 64 * _MiB
+    wal_archive_stuck_seconds: float = 900
+    wal_archive_failing_window: str = "15m"
+    # pgbouncer
+    pool_usage_ratio: float = 0.9
+    client_wait_seconds: float = 5
+
+    def for_of(self, alert: str, severity: str) -> str:
+        """The `for` of an alert at a severity (KeyError when the settings lack it)."""
+        key = f"{alert}.{severity}"
+        return self.for_[key] if key in self.for_ else self.for_[alert]
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (`for_` entries merge into the current ones)."""
+        if "for_" in changes:
+            changes["for_"] = {**self.for_, **changes["for_"]}
+        return dataclasses.replace(self, **changes)
+
+
+class SettingsError(ValueError):
+    """A settings file that cannot be used: file, line, key and what was expected."""
+
+    def __init__(self, file: str, line: int | None, key: str, message: str) -> None:
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_NUMBER_TYPES = {"float": float, "int": int}
+
+
+def _yaml_key(name: str) -> str:
+    return "for" if name == "for_" else name
+
+
+def _field_of(key: str) -> str | None:
+    name = "for_" if key == "for" else key
+    return name if name in _FIELDS and key != "for_" else None
+
+
+def _duration(value: Any, err: Any) -> str:
+    if not isinstance(value, str) or not DURATION_RE.fullmatch(value):
+        raise err(f"expected a duration like 5m, 1h or 1h30m, got {value!r}")
+    return value
+
+
+def _convert(name: str, value: Any, node: yaml.Node, file: str, key: str) -> Any:
+    def err(message: str, at: yaml.Node = node, k: str = key) -> SettingsError:
+        return SettingsError(file, at.start_mark.line + 1, k, message)
+
+    kind = str(_FIELDS[name].type)
+    if name == "selector":
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise err("expected a mapping of label: value (strings)")
+        return tuple(sorted(value.items()))
+    if name == "cluster_by":
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise err("expected a non-empty list of label names")
+        return tuple(value)
+    if name == "for_":
+        return _for_mapping(value, node, file)
+    if kind in _NUMBER_TYPES:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if kind == "int":
+            ok = ok and float(value).is_integer()
+        if not ok or not math.isfinite(float(value)) or value < 0:
+            raise err(f"expected a non-negative {'integer' if kind == 'int' else 'number'}, "
+                      f"got {value!r}")
+        return _NUMBER_TYPES[kind](value)
+    if name.endswith("_window") or name == "comparison_offset":
+        return _duration(value, err)
+    if not isinstance(value, str) or not value:
+        raise err(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _alert_names() -> set[str]:
+    return {k.split(".")[0] for k in FOR_DEFAULTS}
+
+
+def _for_mapping(value: Any, node: yaml.Node, file: str) -> dict[str, str]:
+    if not isinstance(node, yaml.MappingNode):
+        raise SettingsError(file, node.start_mark.line + 1, "for",
+                            "expected a mapping of alert name: duration")
+    out: dict[str, str] = {}
+    names = _alert_names()
+    for knode, _ in node.value:
+        alert, line = str(knode.value), knode.start_mark.line + 1
+        key = f"for.{alert}"
+        if alert not in names:
+            hint = difflib.get_close_matches(alert, sorted(names), n=1)
+            raise SettingsError(file, line, key, "no such alert" +
+                                (f" (did you mean {hint[0]}?)" if hint else ""))
+        v = value[alert]
+
+        def err(message: str, at: int = line, k: str = key) -> SettingsError:
+            return SettingsError(file, at, k, message)
+
+        if isinstance(v, dict):
+            levels = {k.split(".")[1] for k in FOR_DEFAULTS if k.startswith(f"{alert}.")}
+            for sk, sv in v.items():
+                if sk not in levels:
+                    raise err(f"expected one of its severities {sorted(levels)}, got {sk!r}",
+                              k=f"{key}.{sk}")
+                out[f"{alert}.{sk}"] = _duration(sv, lambda m, k=f"{key}.{sk}": err(m, k=k))
+        elif f"{alert}.page" in FOR_DEFAULTS or f"{alert}.warning" in FOR_DEFAULTS:
+            d = _duration(v, err)
+            for k in FOR_DEFAULTS:
+                if k.startswith(f"{alert}."):
+                    out[k] = d
+        else:
+            out[alert] = _duration(v, err)
+    return out
+
+
+def load_settings(path: str | Path, base: Settings | None = None) -> Settings:
+    """Settings from a YAML file over `base` (the defaults); SettingsError when it is invalid."""
+    file = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise SettingsError(file, None, "", f"cannot read: {e.strerror or e}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return base or Settings()
+        if not isinstance(root, yaml.MappingNode):
+            raise SettingsError(file, root.start_mark.line + 1, "",
+                                "expected a mapping of setting: value")
+        changes: dict[str, Any] = {}
+        for knode, vnode in root.value:
+            key = str(knode.value)
+            name = _field_of(key)
+            if name is None:
+                known = sorted(_yaml_key(n) for n in _FIELDS)
+                hint = difflib.get_close_matches(key, known, n=1)
+                raise SettingsError(file, knode.start_mark.line + 1, key, "unknown setting" +
+                                    (f" (did you mean {hint[0]}?)" if hint else ""))
+            value = loader.construct_object(vnode, deep=True)
+            changes[name] = _convert(name, value, vnode, file, key)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise SettingsError(file, mark.line + 1 if mark else None, "",
+                            f"not valid YAML: {getattr(e, 'problem', e)}") from None
+    finally:
+        loader.dispose()
+    return (base or Settings()).replace(**changes)
+
+
+_UNITS = {"ms": "millisecond", "s": "second", "m": "minute", "h": "hour", "d": "day",
+          "w": "week", "y": "year"}
+
+
+def spoken(duration: str) -> str:
+    """A duration as a sentence says it: 30m -> "30 minutes", 1h -> "an hour", 1h30m -> "1h30m"."""
+    m = re.fullmatch(r"(\d+)(ms|[smhdwy])", duration)
+    if not m:
+        return duration
+    n, unit = int(m.group(1)), _UNITS[m.group(2)]
+    if n == 1:
+        return f"an {unit}" if unit == "hour" else f"a {unit}"
+    return f"{n} {unit}s"
