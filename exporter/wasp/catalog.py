@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from wasp.config.schema import YAML_PACKS, load_pack
+from wasp.exporter.fleet import FLEET_METRICS
 from wasp.exporter.selfmetrics import SELF_METRICS
 from wasp.model import MetricSpec, check_metric_name
 from wasp.packs import PYTHON_PACKS, pack_metrics
@@ -99,7 +100,8 @@ def _python_entries() -> Iterable[CatalogEntry]:
 @lru_cache(maxsize=1)
 def catalog() -> Catalog:
     """The catalog of everything wasp exports."""
-    self_entries = (CatalogEntry(s, "self", "wasp.exporter.selfmetrics") for s in SELF_METRICS)
+    self_entries = [*(CatalogEntry(s, "self", "wasp.exporter.selfmetrics") for s in SELF_METRICS),
+                    *(CatalogEntry(s, "self", "wasp.exporter.fleet") for s in FLEET_METRICS)]
     return Catalog([*_yaml_entries(), *_python_entries(), *self_entries])
 
 

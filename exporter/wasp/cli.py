@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "/metrics, /healthz and /readyz. SIGTERM or SIGINT stops it cleanly.")
     ex.add_argument("--config", "-c", required=True, metavar="FILE", help="wasp YAML configuration")
     ex.add_argument("--listen", metavar="ADDR:PORT", help="override server.listen (e.g. 127.0.0.1:9645)")
+    ex.add_argument("--shard", metavar="I/N",
+                    help="collect only the targets whose hashmod(name, N) is I, as Prometheus's "
+                    "hashmod relabelling computes it (overrides fleet.shard)")
     ex.add_argument("--once", action="store_true",
                     help="run every query once, print the exposition to stdout and exit "
                     "(exit 1 when any query failed)")
@@ -185,6 +188,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
             host, port = parse_listen(Node(args.listen, "--listen", "listen"))
             cfg = replace(cfg, server=replace(cfg.server, host=host, port=port))
+        cfg = _apply_shard(cfg, args.shard)
         for t in cfg.targets:
             t.dsn()  # fail now on a missing DSN
     except ConfigError as e:
@@ -196,10 +200,39 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(cfg))
 
 
-async def _once(cfg: Any) -> int:
+def _apply_shard(cfg: Any, shard_arg: str | None) -> Any:
+    """`cfg` with the fleet section's shard (or --shard) applied to its targets."""
+    from dataclasses import replace
+
+    from wasp.config.fleet import FleetSettings, parse_shard
+    from wasp.exporter.fleet import shard_config
+
+    settings: FleetSettings = cfg.section("fleet") or FleetSettings()
+    if shard_arg is not None:
+        shard = parse_shard(shard_arg)
+        if shard is None:
+            raise ConfigError("--shard", None, "shard", "expected I/N with 0 <= I < N, e.g. 0/2")
+        settings = replace(settings, shard=shard)
+        sections = tuple((n, s) for n, s in cfg.sections if n != "fleet")
+        cfg = replace(cfg, sections=(*sections, ("fleet", settings)))
+    return shard_config(cfg, settings.shard)
+
+
+def _fleet(cfg: Any) -> Any:
+    """The engine for `cfg` and its fleet (probes, service discovery, connection budget)."""
+    from wasp.config.fleet import FleetSettings
+    from wasp.exporter.budget import ConnectionBudget
+    from wasp.exporter.fleet import Fleet
     from wasp.packs import make_engine
 
-    engine = make_engine(cfg)
+    settings: FleetSettings = cfg.section("fleet") or FleetSettings()
+    budget = ConnectionBudget(settings.max_connections) if settings.max_connections else None
+    engine = make_engine(cfg, budget=budget)
+    return Fleet(engine, settings, factory=make_engine, budget=budget)
+
+
+async def _once(cfg: Any) -> int:
+    engine = _fleet(cfg).engine
     try:
         rendered = await engine.run_once()
     finally:
@@ -213,10 +246,10 @@ async def _serve(cfg: Any) -> int:
     from aiohttp import web
 
     from wasp.exporter.web import make_app
-    from wasp.packs import make_engine
 
-    engine = make_engine(cfg)
-    app = make_app(engine)
+    fleet = _fleet(cfg)
+    engine = fleet.engine
+    app = make_app(engine, fleet)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_address=True)
@@ -231,9 +264,11 @@ async def _serve(cfg: Any) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
+    await fleet.start()
     log.info("listening on http://%s:%d/metrics", cfg.server.host, cfg.server.port)
     await stop.wait()
     log.info("shutting down")
+    await fleet.stop()
     await engine.stop()
     await runner.cleanup()
     return EXIT_OK

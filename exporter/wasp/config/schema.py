@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from wasp.config import backup as backup_section
+from wasp.config import fleet as fleet_section
 from wasp.config import replica as replica_section
 from wasp.config.nodes import ConfigError, Node, load_yaml, load_yaml_file
 from wasp.model import LABEL_NAME_RE, MetricType, check_metric_name
@@ -52,6 +53,7 @@ DEFAULT_TARGET_PACKS = ("app", "postgres", "replication")
 SECTIONS: dict[str, Callable[[Node], Any]] = {
     "backup": backup_section.parse_section,
     "replica": replica_section.parse_section,
+    "fleet": fleet_section.parse_section,
 }
 
 Role = Literal["any", "primary", "standby"]

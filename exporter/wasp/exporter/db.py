@@ -22,6 +22,8 @@ import psycopg
 import psycopg_pool
 from psycopg import errors as pgerrors
 
+from wasp.exporter.budget import BudgetPool, ConnectionBudget
+
 __all__ = ["DBError", "Result", "ServerInfo", "TargetDB"]
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class TargetDB:
         application_name: str = "wasp",
         read_only: bool = True,
         lock_timeout: float | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         self.name = name
         self.connect_timeout = connect_timeout
@@ -88,17 +91,21 @@ class TargetDB:
             "options": opts,
             "connect_timeout": max(1, round(connect_timeout)),
         }
-        self._pool = psycopg_pool.AsyncConnectionPool(
-            dsn,
-            min_size=0,
-            max_size=pool_max,
-            kwargs=self._kwargs,
-            open=False,
-            name=f"wasp-{name}",
-            timeout=connect_timeout,
-            max_idle=300,
-            reconnect_timeout=0,  # the engine decides when to try again
-        )
+        self._pool: psycopg_pool.AsyncConnectionPool[Any] | BudgetPool
+        if budget is not None:  # connections shared with other targets under one budget
+            self._pool = BudgetPool(budget, dsn, kwargs=self._kwargs, max_size=pool_max)
+        else:
+            self._pool = psycopg_pool.AsyncConnectionPool(
+                dsn,
+                min_size=0,
+                max_size=pool_max,
+                kwargs=self._kwargs,
+                open=False,
+                name=f"wasp-{name}",
+                timeout=connect_timeout,
+                max_idle=300,
+                reconnect_timeout=0,  # the engine decides when to try again
+            )
         # statement_timeout currently set on each pooled connection (ms)
         self._timeouts: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], int] = (
             weakref.WeakKeyDictionary()

@@ -24,11 +24,12 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wasp.config.schema import Config, QueryDef, Requires, TargetConfig
+from wasp.exporter.budget import ConnectionBudget
 from wasp.exporter.collector import CollectContext, CollectError, Collector
 from wasp.exporter.db import DBError, TargetDB
 from wasp.exporter.exposition import Rendered, render, render_samples
@@ -94,7 +95,8 @@ class Engine:
 
     def __init__(self, cfg: Config, *, collectors: Iterable[Collector] | None = None,
                  extra: Iterable[Collector] = (),
-                 render_spacing: float = RENDER_SPACING) -> None:
+                 render_spacing: float = RENDER_SPACING,
+                 budget: ConnectionBudget | None = None) -> None:
         self.cfg = cfg
         #: the least time between the starts of two background renders
         self.render_spacing = render_spacing
@@ -103,7 +105,8 @@ class Engine:
         for t in cfg.targets:
             db = None
             if t.type == "postgres":
-                db = TargetDB(t.name, t.dsn(), pool_max=t.pool_max, connect_timeout=t.connect_timeout)
+                db = TargetDB(t.name, t.dsn(), pool_max=t.pool_max, connect_timeout=t.connect_timeout,
+                              budget=budget)
             st = TargetState(config=t, db=db)
             st.semaphore = asyncio.Semaphore(t.pool_max)
             self.targets[t.name] = st
@@ -120,6 +123,8 @@ class Engine:
         self._dirty = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: more families to show with the self-metrics (e.g. the fleet's)
+        self.family_sources: list[Callable[[], list[Family]]] = []
         self.start_time = time.time()
         self.renders = 0
 
@@ -432,7 +437,7 @@ class Engine:
                 st.series = 0
                 continue
             chunks.extend(st.chunks)
-        for f in self._self_families():
+        for f in self.self_families():
             chunks.append((f, render_samples(f)))
         self._render_seq += 1
         if self._ready_seq is None and self.ready:
@@ -447,10 +452,22 @@ class Engine:
             self.renders += 1
         return self._rendered
 
-    def _self_families(self) -> list[Family]:
+    def fresh(self, st: QueryState) -> bool:
+        """Whether a collector's current families may be served (not past stale_after)."""
+        if not st.chunks:
+            return False
+        if st.last_ok or st.last_success_mono is None:
+            return True
+        return time.monotonic() - st.last_success_mono <= self.cfg.server.stale_after
+
+    def self_families(self) -> list[Family]:
+        """The self-metrics and the families of every extra source."""
         from wasp.exporter.selfmetrics import self_families
 
-        return self_families(self)
+        out = self_families(self)
+        for source in self.family_sources:
+            out.extend(source())
+        return out
 
 
 async def check_requires(db: TargetDB, req: Requires) -> str | None:

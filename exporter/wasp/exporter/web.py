@@ -7,10 +7,12 @@ from aiohttp import web
 from wasp import __version__
 from wasp.exporter.engine import Engine
 from wasp.exporter.exposition import CONTENT_TYPE
+from wasp.exporter.fleet import Fleet, ProbeError
 
-__all__ = ["ENGINE_KEY", "make_app"]
+__all__ = ["ENGINE_KEY", "FLEET_KEY", "make_app"]
 
 ENGINE_KEY = web.AppKey("engine", Engine)
+FLEET_KEY = web.AppKey("fleet", Fleet)
 
 _LANDING = """<!doctype html>
 <html><head><meta charset="utf-8"><title>wasp exporter</title></head>
@@ -19,6 +21,8 @@ _LANDING = """<!doctype html>
 <li><a href="metrics">/metrics</a>: the exposition ({series} series, rendered in the background)</li>
 <li><a href="healthz">/healthz</a>: the process is alive</li>
 <li><a href="readyz">/readyz</a>: configuration loaded, the first round done and served on /metrics</li>
+<li><a href="sd">/sd</a>: the targets, in Prometheus HTTP service discovery format</li>
+<li>/probe?target=NAME: one target's series (the multi-target exporter pattern)</li>
 </ul></body></html>
 """
 
@@ -56,10 +60,29 @@ async def landing(request: web.Request) -> web.Response:
                         content_type="text/html")
 
 
-def make_app(engine: Engine) -> web.Application:
-    """The aiohttp application around an engine."""
+async def probe(request: web.Request) -> web.Response:
+    """One target's series: /probe?target=NAME[&auth_module=M]."""
+    try:
+        rendered = await request.app[FLEET_KEY].probe(dict(request.query))
+    except ProbeError as e:
+        return web.Response(status=e.status, text=e.message + "\n")
+    return web.Response(body=rendered.text, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def service_discovery(request: web.Request) -> web.Response:
+    """The targets as Prometheus HTTP SD target groups, each scraped through /probe here."""
+    address = request.query.get("address") or request.host
+    return web.json_response(request.app[FLEET_KEY].service_discovery(address))
+
+
+def make_app(engine: Engine, fleet: Fleet | None = None) -> web.Application:
+    """The aiohttp application around an engine (and its fleet: /probe, /sd)."""
     app = web.Application()
     app[ENGINE_KEY] = engine
+    if fleet is not None:
+        app[FLEET_KEY] = fleet
+        app.router.add_get("/probe", probe)
+        app.router.add_get("/sd", service_discovery)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -60,4 +60,7 @@ def python_collectors(cfg: Config) -> list[Collector]:
 
 def make_engine(cfg: Config, **kw: Any) -> Engine:
     """An engine running the queries of `cfg` and the collectors of its Python packs."""
-    return Engine(cfg, extra=python_collectors(cfg), **kw)
+    names = {t.name for t in cfg.targets}
+    # a shard's configuration keeps some targets only: their packs' collectors come along
+    extra = [c for c in python_collectors(cfg) if c.target is None or c.target in names]
+    return Engine(cfg, extra=extra, **kw)
