@@ -278,7 +278,9 @@ class Engine:
                 if not self._role_ok(st, t) or not await self._requires_ok(st, t):
                     return
             ctx = CollectContext(now=time.time(), status_dir=self.status_dir, db=db)
-            async with self._global, t.semaphore if t is not None else contextlib.nullcontext():
+            # the target's own slot first: its queued queries never sit on a global slot
+            # while they wait for their target (a hung target keeps to its pool_max slots)
+            async with t.semaphore if t is not None else contextlib.nullcontext(), self._global:
                 start = time.monotonic()
                 families = await asyncio.wait_for(c.collect(ctx), timeout=c.timeout + 10)
         except CollectError as e:
