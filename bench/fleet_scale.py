@@ -156,11 +156,11 @@ def run_pge(c: LocalCluster, n: int, minutes: float, period: float, tmp: Path) -
         t0 = time.monotonic()
         while True:
             try:
-                get(port, "/metrics")
+                get(port, "/")
                 break
             except OSError:
                 if time.monotonic() - t0 > 60:
-                    raise SystemExit("postgres_exporter never answered") from None
+                    raise SystemExit("postgres_exporter never listened") from None
                 time.sleep(0.3)
         out = measure(proc.pid, port, minutes, period, c, "pge")
         out["ready_s"] = time.monotonic() - t0 - minutes * 60
@@ -190,8 +190,10 @@ def main() -> int:
         rows = []
         for n in sizes:
             rows.append(("wasp", n, run_wasp(c, n, a.minutes, a.period, tmp)))
+            print(rows[-1], file=sys.stderr, flush=True)
             if a.postgres_exporter:
                 rows.append(("postgres_exporter", n, run_pge(c, n, a.minutes, a.period, tmp)))
+                print(rows[-1], file=sys.stderr, flush=True)
         print("| exporter | targets | ready s | CPU s/min | RSS MiB | /metrics p50 ms | p99 ms "
               "| sessions held | scrapes failed |")
         print("|---|---|---|---|---|---|---|---|---|")
