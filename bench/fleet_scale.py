@@ -55,7 +55,7 @@ def rss_bytes(pid: int) -> int:
 
 
 def get(port: int, path: str) -> tuple[float, int, int]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     t0 = time.perf_counter()
     conn.request("GET", path)
     r = conn.getresponse()
