@@ -1,8 +1,9 @@
 """`wasp replica` and the replication pack on real clusters: a primary and two replicas.
 
-One topology is shared by the whole module (built by `wasp replica setup`), and
-the tests run in file order: observation first, the failover last. Metrics are
-read through the real engine (Engine.run_once) as a pg_monitor-only role.
+One topology is shared by the observation tests (built by `wasp replica setup`);
+each of them leaves it as it found it, so they pass alone and in any order. The
+failover cannot be undone: it is one scenario on a topology of its own. Metrics
+are read through the real engine (Engine.run_once) as a pg_monitor-only role.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,18 +74,17 @@ def make_primary(base: Path, name: str, **settings: str) -> LocalCluster:
     return c
 
 
-@pytest.fixture(scope="module")
-def topo(cluster_base: Path, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Topology]:
-    base = cluster_base / "replica"
+@contextlib.contextmanager
+def build_topology(base: Path) -> Iterator[Topology]:
+    """A primary p0 and two replicas r1, r2 made by `wasp replica setup`, all destroyed on exit."""
     base.mkdir()
     base.chmod(0o755)
     t = Topology(base=base, status_dir=base / "status")
-    monkeypatch_module.setenv("WASP_REPLICATION_PASSWORD", PASSWORD)
     p0 = make_primary(base, "p0", wal_log_hints="on", wal_keep_size="0")
     t.nodes["p0"] = p0
-    psql(p0, f"CREATE ROLE {MONITOR} LOGIN IN ROLE pg_monitor")
-    psql(p0, "CREATE TABLE load (id bigserial primary key, payload text)")
     try:
+        psql(p0, f"CREATE ROLE {MONITOR} LOGIN IN ROLE pg_monitor")
+        psql(p0, "CREATE TABLE load (id bigserial primary key, payload text)")
         t0 = time.monotonic()
         for name in ("r1", "r2"):
             port = free_port()
@@ -97,6 +98,14 @@ def topo(cluster_base: Path, monkeypatch_module: pytest.MonkeyPatch) -> Iterator
     finally:
         for c in t.nodes.values():
             c.destroy()
+
+
+@pytest.fixture(scope="module")
+def topo(cluster_base: Path, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Topology]:
+    """The shared topology of the observation tests; each test leaves it as it found it."""
+    monkeypatch_module.setenv("WASP_REPLICATION_PASSWORD", PASSWORD)
+    with build_topology(cluster_base / "replica") as t:
+        yield t
 
 
 @pytest.fixture(scope="module")
@@ -411,8 +420,21 @@ def test_promote_refuses_while_the_primary_accepts_writes(
     assert not (topo.status_dir / "replica" / "promote-r2.json").exists()
 
 
+@pytest.fixture
+def failover_topo(cluster_base: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Topology]:
+    """A topology of its own for the failover: it ends with r1 as the primary."""
+    monkeypatch.setenv("WASP_REPLICATION_PASSWORD", PASSWORD)
+    with build_topology(cluster_base / f"failover-{uuid.uuid4().hex[:8]}") as t:
+        rc, _, err = cli("heartbeat", "--install", "--primary-dsn", t.p0.dsn(),
+                         "--password-env", "WASP_REPLICATION_PASSWORD")
+        assert rc == 0, err
+        yield t
+
+
 async def test_failover_promote_repoint_and_rejoin(
-        topo: Topology, capsys: pytest.CaptureFixture[str]) -> None:
+        failover_topo: Topology, capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole failover, in order: promote r1, repoint r2, rewind p0, then rebuild p0."""
+    topo = failover_topo
     p0, r1 = topo.nodes["p0"], topo.nodes["r1"]
     hb_dsn = (f"host=127.0.0.1,127.0.0.1 port={p0.port},{r1.port} user=wasp_heartbeat "
               "dbname=postgres target_session_attrs=read-write connect_timeout=2")
@@ -473,11 +495,8 @@ async def test_failover_promote_repoint_and_rejoin(
     # the heartbeat had been beating until the old primary stopped: a short window
     assert 0 <= rec["heartbeat_age_seconds"] < 5
 
-
-def test_rejoin_without_rewind_takes_a_fresh_base_backup(
-        topo: Topology, capsys: pytest.CaptureFixture[str]) -> None:
-    """A stopped standby, rebuilt; where it lives comes from the records, its old files stay."""
-    p0, r1 = topo.nodes["p0"], topo.nodes["r1"]
+    # rejoin without rewind: a stopped standby, rebuilt by a fresh base backup; where it
+    # lives comes from the records (no --datadir/--port), its old files stay aside
     p0.stop()
     rc, out, err = cli("rejoin", "--name", "p0", "--no-rewind", "--primary-dsn", r1.dsn(),
                        "--status-dir", str(topo.status_dir), capsys=capsys)
