@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -22,13 +21,6 @@ from wasp.companions.backup.pgbackrest import (
 )
 from wasp.companions.backup.records import StanzaRecords, merge_verdicts, newest_good
 from wasp.config.backup import Secrets, parse_section, resolve_secrets
-from wasp.config.cron import (
-    CronError,
-    crontab_lines,
-    due_jobs,
-    parse_cron,
-    run_scheduler,
-)
 from wasp.config.nodes import Node, load_yaml
 from wasp.config.schema import ConfigError, parse_config
 from wasp.model import check_metric_name
@@ -160,55 +152,6 @@ def test_parse_section_standalone() -> None:
                 "f.yml", "backup")
     s = parse_section(node)
     assert s.stanza == "x" and s.passphrase.file == "/p" and s.source == "f.yml:1"
-
-
-# ---------------------------------------------------------------------------
-# schedules
-# ---------------------------------------------------------------------------
-def test_cron_matching() -> None:
-    t = dt.datetime(2026, 11, 29, 3, 30, tzinfo=dt.UTC)  # a Sunday
-    assert parse_cron("30 3 * * 0").matches(t)
-    assert parse_cron("30 3 * * 7").matches(t)
-    assert not parse_cron("30 3 * * 1-5").matches(t)
-    assert parse_cron("*/15 * * * *").matches(t)
-    assert not parse_cron("0 * * * *").matches(t)
-    assert parse_cron("30 3 1 * 0").matches(t)  # either day field may match
-    assert parse_cron("@hourly").matches(t.replace(minute=0))
-    for bad in ("* * *", "60 * * * *", "a * * * *", "5-1 * * * *", "*/0 * * * *"):
-        with pytest.raises(CronError):
-            parse_cron(bad)
-
-
-def test_due_jobs_full_supersedes_incr() -> None:
-    sched = {"full": "0 1 * * *", "incr": "0 * * * *", "drill": "0 1 * * *", "diff": None}
-    assert due_jobs(sched, dt.datetime(2026, 1, 1, 1, 0)) == ["full", "drill"]
-    assert due_jobs(sched, dt.datetime(2026, 1, 1, 2, 0)) == ["incr"]
-    assert due_jobs(sched, dt.datetime(2026, 1, 1, 2, 1)) == []
-
-
-def test_crontab_lines() -> None:
-    lines = crontab_lines({"full": "0 1 * * *", "incr": "0 * * * *", "drill": "30 3 * * 0"},
-                          wasp="/usr/bin/wasp", config="/etc/wasp/wasp.yml", user="postgres")
-    assert "CRON_TZ=UTC" in lines
-    assert "0 1 * * * postgres /usr/bin/wasp backup --config /etc/wasp/wasp.yml run --type full" in lines
-    assert "30 3 * * 0 postgres /usr/bin/wasp backup --config /etc/wasp/wasp.yml drill" in lines
-
-
-def test_scheduler_runs_due_jobs_once_per_minute() -> None:
-    now = [dt.datetime(2026, 1, 1, 0, 59, 30, tzinfo=dt.UTC).timestamp()]
-    ran: list[tuple[str, int]] = []
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    def job(name: str) -> int:
-        ran.append((name, dt.datetime.fromtimestamp(now[0], dt.UTC).hour))
-        now[0] += 90  # a job longer than a minute
-        return 0
-
-    run_scheduler({"full": "0 1 * * *", "incr": "*/30 * * * *"}, job,
-                  clock=lambda: now[0], sleep=sleep, max_rounds=70)
-    assert ran[:3] == [("full", 1), ("incr", 1), ("incr", 2)], ran  # 01:00 full, 01:30, 02:00
 
 
 # ---------------------------------------------------------------------------

@@ -4,6 +4,16 @@ The scheduler exists for containers (a compose service) where no cron daemon
 runs: it sleeps to the next minute, runs the jobs due, one at a time, and never
 overlaps two pgBackRest jobs. On a host, `wasp backup crontab` prints the same
 schedule as crontab lines instead.
+
+Both must run a job at the same minutes, so an expression means here what it
+means to cron (Vixie cron and cronie, Debian's `cron`): the grammar cron accepts
+(numbers, month and weekday names, `*`, ranges, lists, `/step`, the @ aliases)
+and nothing more, and cron's day rule: when the day-of-month or the day-of-week
+field starts with `*` (`*`, `*/2`) a day must match both fields, otherwise
+either one. croniter (PyPI) is not used at run time because it accepts more
+than cron (`L`, `#`, `?`, a seconds field, `5-2`) and treats `*/N` in a day
+field as a restriction unless asked not to; the tests check this module
+against it (`implement_cron_bug=True`) on generated expressions.
 """
 
 from __future__ import annotations
@@ -21,8 +31,15 @@ log = logging.getLogger(__name__)
 
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
            ("day of week", 0, 7))
-_ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
-            "@monthly": "0 0 1 * *"}
+_ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+            "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *",
+            "@annually": "0 0 1 1 *"}
+#: names cron accepts in the month (3) and day-of-week (4) fields, case-insensitive
+_NAMES: dict[int, dict[str, int]] = {
+    3: {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug",
+                                    "sep", "oct", "nov", "dec"), start=1)},
+    4: {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
+}
 #: when several jobs fall on the same minute, the first one in this order runs first
 JOB_ORDER = ("full", "diff", "incr", "verify", "drill")
 
@@ -41,8 +58,8 @@ class CronSpec:
     days: frozenset[int]
     months: frozenset[int]
     weekdays: frozenset[int]
-    day_any: bool
-    weekday_any: bool
+    day_star: bool
+    weekday_star: bool
 
     def matches(self, t: dt.datetime) -> bool:
         """True when the job is due in the minute of `t`."""
@@ -50,26 +67,32 @@ class CronSpec:
             return False
         dom = t.day in self.days
         dow = (t.isoweekday() % 7) in self.weekdays
-        # cron: when both day fields are restricted, either one matching is enough
-        if self.day_any or self.weekday_any:
+        # cron (entry.c sets DOM_STAR/DOW_STAR when the field's first character is '*'):
+        # a starred day field means both must match; two restricted ones, either
+        if self.day_star or self.weekday_star:
             return dom and dow
         return dom or dow
 
 
 def parse_cron(text: str) -> CronSpec:
-    """Parse 'm h dom mon dow' (numbers, '*', lists, ranges, '/step') or @hourly/@daily/@weekly."""
-    expanded = _ALIASES.get(text.strip(), text)
+    """Parse 'm h dom mon dow' (numbers, names, '*', lists, ranges, '/step') or an @ alias."""
+    expanded = _ALIASES.get(text.strip().lower(), text)
     parts = expanded.split()
     if len(parts) != 5:
         raise CronError(f"{text!r} is not a cron expression: expected 5 fields "
                         "(minute hour day-of-month month day-of-week)")
-    sets = [_parse_field(p, name, lo, hi) for p, (name, lo, hi) in zip(parts, _FIELDS, strict=True)]
+    sets = [_parse_field(p, name, lo, hi, _NAMES.get(i, {}))
+            for i, (p, (name, lo, hi)) in enumerate(zip(parts, _FIELDS, strict=True))]
     weekdays = frozenset(d % 7 for d in sets[4])
     return CronSpec(text, sets[0], sets[1], sets[2], sets[3], weekdays,
-                    day_any=parts[2] == "*", weekday_any=parts[4] == "*")
+                    day_star=parts[2].startswith("*"), weekday_star=parts[4].startswith("*"))
 
 
-def _parse_field(text: str, name: str, lo: int, hi: int) -> frozenset[int]:
+def _number(text: str, names: dict[str, int]) -> int:
+    return names[text.lower()] if text.lower() in names else int(text)
+
+
+def _parse_field(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> frozenset[int]:
     out: set[int] = set()
     for item in text.split(","):
         base, _, step_s = item.partition("/")
@@ -79,9 +102,9 @@ def _parse_field(text: str, name: str, lo: int, hi: int) -> frozenset[int]:
                 a, b = lo, hi
             elif "-" in base:
                 a_s, b_s = base.split("-", 1)
-                a, b = int(a_s), int(b_s)
+                a, b = _number(a_s, names), _number(b_s, names)
             else:
-                a = int(base)
+                a = _number(base, names)
                 b = hi if step_s else a
         except ValueError:
             raise CronError(f"{name} field {item!r} is not a number, range, list or step") from None
