@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = [
     "LABEL_NAME_RE",
     "METRIC_NAME_RE",
+    "METRIC_TYPES",
     "Family",
     "MetricType",
     "Sample",
@@ -21,6 +22,7 @@ __all__ = [
 ]
 
 MetricType = Literal["gauge", "counter"]
+METRIC_TYPES: tuple[MetricType, ...] = get_args(MetricType)
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 

@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from wasp.config.nodes import ConfigError, Node
 
@@ -69,17 +69,29 @@ class SecretRef:
         return value or None
 
 
+RepoType = Literal["posix", "s3"]
+REPO_TYPES: tuple[RepoType, ...] = get_args(RepoType)
+UriStyle = Literal["host", "path"]
+URI_STYLES: tuple[UriStyle, ...] = get_args(UriStyle)
+ArchiveType = Literal["full", "diff", "incr"]
+ARCHIVE_TYPES: tuple[ArchiveType, ...] = get_args(ArchiveType)
+CompressType = Literal["none", "gz", "lz4", "zst", "bz2"]
+COMPRESS_TYPES: tuple[CompressType, ...] = get_args(CompressType)
+Cipher = Literal["aes-256-cbc"]
+CIPHERS: tuple[Cipher, ...] = get_args(Cipher)
+
+
 @dataclass(frozen=True, slots=True)
 class RepoSettings:
     """Where the repository lives: a local path or an S3-compatible bucket."""
 
-    type: Literal["posix", "s3"] = "posix"
+    type: RepoType = "posix"
     path: str = "/var/lib/pgbackrest"
     bucket: str | None = None
     endpoint: str | None = None
     region: str | None = None
     port: int | None = None
-    uri_style: Literal["host", "path"] = "host"
+    uri_style: UriStyle = "host"
     verify_tls: bool = True
     key: SecretRef | None = None
     secret: SecretRef | None = None
@@ -92,7 +104,7 @@ class RetentionSettings:
     full: int = 2
     diff: int | None = None
     archive: int | None = None
-    archive_type: Literal["full", "diff", "incr"] = "full"
+    archive_type: ArchiveType = "full"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +152,7 @@ class BackupSettings:
     spool_path: str = "/var/spool/pgbackrest"
     archive_timeout: float = 60.0
     process_max: int = 2
-    compress_type: str = "lz4"
+    compress_type: CompressType = "lz4"
     options: tuple[tuple[str, str], ...] = ()
     repo: RepoSettings = field(default_factory=RepoSettings)
     passphrase: SecretRef = field(default_factory=lambda: SecretRef("passphrase",
@@ -261,8 +273,7 @@ def parse_section(node: Node) -> BackupSettings:
         spool_path=_abs_path(node.child("spool_path"), "/var/spool/pgbackrest"),
         archive_timeout=archive_timeout,
         process_max=node.child("process_max").int(2, minimum=1, maximum=64),
-        compress_type=node.child("compress_type").str(
-            "lz4", choices=("none", "gz", "lz4", "zst", "bz2")),
+        compress_type=node.child("compress_type").choice(COMPRESS_TYPES, "lz4"),
         options=_parse_options(node.child("options")),
         repo=_parse_repo(node.child("repo")),
         passphrase=_parse_encryption(node.child("encryption")),
@@ -301,7 +312,7 @@ def _secret_ref(node: Node, key: str, env_key: str, file_key: str, *, required: 
 
 def _parse_repo(node: Node) -> RepoSettings:
     node.mapping(REPO_KEYS)
-    type_ = node.child("type").str("posix", choices=("posix", "s3"))
+    type_ = node.child("type").choice(REPO_TYPES, "posix")
     if type_ == "posix":
         for k in S3_ONLY:
             if node.has(k):
@@ -322,7 +333,7 @@ def _parse_repo(node: Node) -> RepoSettings:
         endpoint=endpoint,
         region=node.child("region").str("us-east-1"),
         port=port,
-        uri_style=node.child("uri_style").str("host", choices=("host", "path")),  # type: ignore[arg-type]
+        uri_style=node.child("uri_style").choice(URI_STYLES, "host"),
         verify_tls=node.child("verify_tls").bool(True),
         key=_secret_ref(node, "S3 access key", "key_env", "key_file", required=True),
         secret=_secret_ref(node, "S3 secret key", "secret_env", "secret_file", required=True),
@@ -334,7 +345,7 @@ def _parse_encryption(node: Node) -> SecretRef:
         node.error("is required: the repository is always encrypted (aes-256-cbc); "
                    "give passphrase_env or passphrase_file")
     node.mapping(ENCRYPTION_KEYS)
-    node.child("cipher").str("aes-256-cbc", choices=("aes-256-cbc",))
+    node.child("cipher").choice(CIPHERS, "aes-256-cbc")
     ref = _secret_ref(node, "repository passphrase", "passphrase_env", "passphrase_file",
                       required=True)
     assert ref is not None
@@ -346,11 +357,10 @@ def _parse_retention(node: Node) -> RetentionSettings:
     full = node.child("full").int(2, minimum=1, maximum=9999999)
     diff = node.child("diff").int(0, minimum=0, maximum=9999999) or None
     archive = node.child("archive").int(0, minimum=0, maximum=9999999) or None
-    archive_type = node.child("archive_type").str("full", choices=("full", "diff", "incr"))
+    archive_type = node.child("archive_type").choice(ARCHIVE_TYPES, "full")
     if archive_type != "full" and archive is None:
         node.child("archive_type").error("needs retention.archive (a number of backups)")
-    return RetentionSettings(full=full, diff=diff, archive=archive,
-                             archive_type=archive_type)  # type: ignore[arg-type]
+    return RetentionSettings(full=full, diff=diff, archive=archive, archive_type=archive_type)
 
 
 def _parse_drill(node: Node) -> DrillSettings:

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import yaml
 
@@ -125,6 +125,8 @@ def load_yaml_file(path: str | os.PathLike[str]) -> Any:
     return load_yaml(text, str(p))
 
 
+_Choice = TypeVar("_Choice", bound=str)
+
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -217,7 +219,7 @@ class Node:
         return self.value is None
 
     def str(self, default: builtins.str | None = None, *, pattern: re.Pattern[builtins.str] | None = None,
-            choices: tuple[builtins.str, ...] | None = None, what: builtins.str = "") -> builtins.str:
+            what: builtins.str = "") -> builtins.str:
         """A non-empty string (or `default` when absent)."""
         if self.value is None:
             if default is None:
@@ -225,11 +227,19 @@ class Node:
             return default
         if not isinstance(self.value, builtins.str) or not self.value.strip():
             self.error(f"must be a non-empty string, got {_kind(self.value)}")
-        if choices is not None and self.value not in choices:
-            self.error("must be " + " or ".join(choices) + f", got {self.value!r}")
         if pattern is not None and not pattern.match(self.value):
             self.error(f"{self.value!r} is not {what or 'valid'}")
         return self.value
+
+    def choice(self, choices: tuple[_Choice, ...], default: _Choice | None = None) -> _Choice:
+        """One of `choices` (the values of a Literal, so the result has its type)."""
+        if self.value is None and default is not None:
+            return default
+        self.str()
+        for c in choices:
+            if c == self.value:
+                return c
+        self.error("must be " + " or ".join(choices) + f", got {self.value!r}")
 
     def opt_str(self) -> builtins.str | None:
         """A string or None when absent."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from wasp.config.nodes import Node
 
@@ -13,6 +14,10 @@ __all__ = [
     "ReplicaSettings",
     "parse_section",
 ]
+
+
+Auth = Literal["password", "cert"]
+AUTHS: tuple[Auth, ...] = get_args(Auth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +62,7 @@ class ReplicaSettings:
     replication_user: str = "wasp_replication"
     password_env: str | None = None
     password_file: str | None = None
-    auth: str = "password"
+    auth: Auth = "password"
     ssl_cert: str | None = None
     ssl_key: str | None = None
     ssl_root_cert: str | None = None
@@ -87,7 +92,7 @@ def parse_section(node: Node) -> ReplicaSettings:
         node.error("give primary_dsn_env or primary_dsn_file, not both")
     if node.has("password_env") and node.has("password_file"):
         node.error("give password_env or password_file, not both")
-    auth = node.child("auth").str("password", choices=("password", "cert"))
+    auth = node.child("auth").choice(AUTHS, "password")
     ssl = {k: node.child(k).opt_str() for k in ("ssl_cert", "ssl_key", "ssl_root_cert")}
     if auth == "cert" and not all(ssl.values()):
         node.child("auth").error("cert needs ssl_cert, ssl_key and ssl_root_cert")
