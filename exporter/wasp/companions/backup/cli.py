@@ -214,7 +214,7 @@ def _cmd_verify(ctx: Any, args: argparse.Namespace) -> int:
 
 
 def _cmd_status(ctx: Any, args: argparse.Namespace) -> int:
-    from wasp.companions.backup.ops import format_status, status_report
+    from wasp.companions.backup.report import format_status, status_report
 
     report = status_report(ctx)
     if args.json:

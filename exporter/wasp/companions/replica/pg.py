@@ -1,6 +1,6 @@
 """Building blocks of `wasp replica`: connections, server checks, pg_hba, configuration files.
 
-Nothing here decides an operation; replica_ops strings these together. Every
+Nothing here decides an operation; ops (with steps) strings these together. Every
 function either reads state or changes exactly one thing, so an operation can
 check everything first and touch nothing on bad input.
 """
