@@ -31,6 +31,14 @@ def value(text: str | bytes, name: str, **labels: str) -> float | None:
     return found[0] if found else None
 
 
+def num(text: str | bytes, name: str, **labels: str) -> float:
+    """Like `value`, for a sample that must be there: fails naming the metric when it is not."""
+    v = value(text, name, **labels)
+    if v is None:
+        raise AssertionError(f"no sample of {name} matches {labels}")
+    return v
+
+
 def names(text: str | bytes) -> set[str]:
     """Every sample name in an exposition."""
     if isinstance(text, bytes):

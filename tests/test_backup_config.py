@@ -162,6 +162,7 @@ def test_parse_info() -> None:
     assert st.name == "main" and st.code == 0 and st.repos[0].code == 0
     b = st.backups[-1]
     assert b.type == "full" and b.size > 0 and b.repo_size > 0 and b.stop >= b.start
+    assert st.archive_min is not None and st.archive_max is not None
     assert b.chain == (b.label,) and st.archive_min <= st.archive_max
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import psycopg
 import pytest
@@ -38,7 +38,17 @@ from wasp.demo.datagen.profile import (
 )
 
 END = datetime(2024, 5, 15, 14, 30)
-SMALL = {"days": 1.0, "scale": 0.03, "salons": 60}
+
+
+class Size(TypedDict):
+    """The size of a small load (generate's keyword arguments)."""
+
+    days: float
+    scale: float
+    salons: int
+
+
+SMALL: Size = {"days": 1.0, "scale": 0.03, "salons": 60}
 
 Connect = Callable[..., psycopg.Connection[Any]]
 
@@ -179,7 +189,7 @@ def test_same_seed_same_rows(connect: Connect, pg: Any, dbname: str) -> None:
             assert checksums(first) == checksums(second)
             second.execute(f"TRUNCATE {', '.join(checksums(second))}")
             second.commit()
-            load_more = generate(second, **{**SMALL, "end": END, "seed": 8})
+            load_more = generate(second, **SMALL, end=END, seed=8)
             assert load_more["messages"] > 0
             a, b = checksums(first), checksums(second)
             assert all(a[t] != b[t] for t in ("salons", "messages", "bookings", "ai_messages"))

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from helpers import names, value
+from helpers import names, num, value
 from wasp.companions.pgcluster import (
     LocalCluster,
     chown_to_postgres,
@@ -163,7 +163,7 @@ async def test_waiting_clients_show_with_max_wait(bouncer: Bouncer, tmp_path: Pa
         assert value(text, "wasp_target_up", target="bouncer") == 1
         assert value(text, "wasp_pgbouncer_pool_clients", state="waiting", **pool) == 2
         assert value(text, "wasp_pgbouncer_pool_clients", state="active", **pool) == POOL_SIZE
-        assert value(text, "wasp_pgbouncer_pool_client_max_wait_seconds", **pool) >= 0.3
+        assert num(text, "wasp_pgbouncer_pool_client_max_wait_seconds", **pool) >= 0.3
         assert value(text, "wasp_pgbouncer_pool_servers", state="active", **pool) == POOL_SIZE
         assert value(text, "wasp_pgbouncer_pool_size", **pool) == POOL_SIZE
         assert value(text, "wasp_pgbouncer_pool_usage_ratio", **pool) == 1.0
@@ -182,11 +182,11 @@ async def test_waiting_clients_show_with_max_wait(bouncer: Bouncer, tmp_path: Pa
 
         assert value(text, "wasp_pgbouncer_pool_clients", state="waiting", **pool) == 0
         assert value(text, "wasp_pgbouncer_pool_client_max_wait_seconds", **pool) == 0
-        assert value(text, "wasp_pgbouncer_transactions_total", database=POOL) >= 4
-        assert value(text, "wasp_pgbouncer_queries_total", database=POOL) >= 4
-        assert value(text, "wasp_pgbouncer_received_bytes_total", database=POOL) > 0
-        assert value(text, "wasp_pgbouncer_sent_bytes_total", database=POOL) > 0
-        assert value(text, "wasp_pgbouncer_client_wait_time_seconds_total", database=POOL) > 0
+        assert num(text, "wasp_pgbouncer_transactions_total", database=POOL) >= 4
+        assert num(text, "wasp_pgbouncer_queries_total", database=POOL) >= 4
+        assert num(text, "wasp_pgbouncer_received_bytes_total", database=POOL) > 0
+        assert num(text, "wasp_pgbouncer_sent_bytes_total", database=POOL) > 0
+        assert num(text, "wasp_pgbouncer_client_wait_time_seconds_total", database=POOL) > 0
         # every metric of the pack, and a clean lint
         assert not {m.name for m in METRICS} - names(text)
         check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,

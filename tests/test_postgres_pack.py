@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import errors as pgerrors
 
-from helpers import names, samples, value
+from helpers import names, num, samples, value
 from wasp.companions.pgcluster import LocalCluster, chown_to_postgres
 from wasp.config.schema import load_pack, parse_config
 from wasp.exporter.engine import Engine
@@ -152,9 +152,9 @@ async def test_every_metric_present_under_pg_monitor(cluster: LocalCluster, su_d
     for check in ("login_roles_without_password", "hba_trust_rules"):
         assert value(text, "wasp_pg_security_check_available", check=check) == 0
 
-    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
-                           text=True, timeout=60)
-    assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check
+    promtool = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                              text=True, timeout=60)
+    assert promtool.returncode == 0 and not (promtool.stdout + promtool.stderr).strip(), promtool
 
 
 async def test_superuser_checks_when_readable(su_dsn: str, tmp_path: Path) -> None:
@@ -188,16 +188,16 @@ async def test_connections_by_state_and_transaction_ages(cluster: LocalCluster, 
         text = await scrape(mon_dsn, tmp_path, only={"activity", "connections", "applications"})
 
         assert value(text, "wasp_pg_connections", database=DB, state="idle in transaction") == 3
-        assert value(text, "wasp_pg_connections", database=DB, state="idle") >= 2
+        assert num(text, "wasp_pg_connections", database=DB, state="idle") >= 2
         # every state of every database is there, zeros included
         assert value(text, "wasp_pg_connections", database="postgres",
                      state="idle in transaction (aborted)") == 0
         assert value(text, "wasp_pg_application_connections", application="pack-test-app") == 5
-        assert value(text, "wasp_pg_oldest_idle_in_transaction_age_seconds") >= 1.0
-        assert value(text, "wasp_pg_oldest_transaction_age_seconds") >= 1.0
+        assert num(text, "wasp_pg_oldest_idle_in_transaction_age_seconds") >= 1.0
+        assert num(text, "wasp_pg_oldest_transaction_age_seconds") >= 1.0
         assert value(text, "wasp_pg_lock_waiting_sessions") == 0
         # loopback TCP without SSL: every session the test opened
-        assert value(text, "wasp_pg_connections_without_ssl") >= 5
+        assert num(text, "wasp_pg_connections_without_ssl") >= 5
     finally:
         for c in conns:
             c.close()
@@ -221,7 +221,7 @@ async def test_applications_are_bounded(su_dsn: str, mon_dsn: str, tmp_path: Pat
 async def test_deadlock_shows_in_counter(su_dsn: str, mon_dsn: str, tmp_path: Path) -> None:
     """A deadlock the test provokes adds one to the database's deadlock counter."""
     q = f"SELECT deadlocks FROM pg_stat_database WHERE datname = '{DB}'"
-    before = value(await scrape(mon_dsn, tmp_path, only={"databases"}),
+    before = num(await scrape(mon_dsn, tmp_path, only={"databases"}),
                    "wasp_pg_database_deadlocks_total", database=DB)
     assert before == sql(su_dsn, q)
     with psycopg.connect(su_dsn, autocommit=True) as c:
@@ -230,9 +230,9 @@ async def test_deadlock_shows_in_counter(su_dsn: str, mon_dsn: str, tmp_path: Pa
     a = await psycopg.AsyncConnection.connect(su_dsn)
     b = await psycopg.AsyncConnection.connect(su_dsn)
     try:
-        for c, first in ((a, 1), (b, 2)):
-            await c.execute("SET deadlock_timeout = '100ms'")
-            await c.execute("UPDATE dl SET v = v + 1 WHERE id = %s", (first,))
+        for ac, first in ((a, 1), (b, 2)):
+            await ac.execute("SET deadlock_timeout = '100ms'")
+            await ac.execute("UPDATE dl SET v = v + 1 WHERE id = %s", (first,))
         results = await asyncio.gather(
             a.execute("UPDATE dl SET v = v + 1 WHERE id = 2"),
             b.execute("UPDATE dl SET v = v + 1 WHERE id = 1"),
@@ -245,7 +245,7 @@ async def test_deadlock_shows_in_counter(su_dsn: str, mon_dsn: str, tmp_path: Pa
     wait_for(su_dsn, q, before + 1)
 
     text = await scrape(mon_dsn, tmp_path, only={"databases"})
-    assert value(text, "wasp_pg_database_deadlocks_total", database=DB) == before + 1
+    assert num(text, "wasp_pg_database_deadlocks_total", database=DB) == before + 1
 
 
 async def test_lock_wait_shows_waiting_blocked_blocking(su_dsn: str, mon_dsn: str,
@@ -272,7 +272,7 @@ async def test_lock_wait_shows_waiting_blocked_blocking(su_dsn: str, mon_dsn: st
         assert value(text, "wasp_pg_lock_waiting_sessions") == 1
         assert value(text, "wasp_pg_blocked_sessions") == 1
         assert value(text, "wasp_pg_blocking_sessions") == 1
-        assert value(text, "wasp_pg_lock_wait_longest_seconds") >= 0.5
+        assert num(text, "wasp_pg_lock_wait_longest_seconds") >= 0.5
         await holder.rollback()
         await waiting
         await waiter.rollback()
@@ -302,13 +302,13 @@ async def test_dead_tuples_after_bulk_delete(su_dsn: str, mon_dsn: str, tmp_path
     assert value(text, "wasp_pg_table_size_bytes", **labels) == sql(
         su_dsn, "SELECT pg_table_size('purge_me')")
     # analyzed before the delete: the estimate sees the same rows in the same pages
-    assert value(text, "wasp_pg_table_bloat_ratio", **labels) < 0.2
-    assert value(text, "wasp_pg_table_last_analyze_age_seconds", kind="manual", **labels) >= 0
+    assert num(text, "wasp_pg_table_bloat_ratio", **labels) < 0.2
+    assert num(text, "wasp_pg_table_last_analyze_age_seconds", kind="manual", **labels) >= 0
     # vacuum frees the space without giving it back: 40% of the pages are now bloat
     sql(su_dsn, "VACUUM ANALYZE purge_me")
     text = await scrape(mon_dsn, tmp_path, only={"tables"})
-    assert 0.3 < value(text, "wasp_pg_table_bloat_ratio", **labels) < 0.5
-    assert value(text, "wasp_pg_table_last_vacuum_age_seconds", kind="manual", **labels) >= 0
+    assert 0.3 < num(text, "wasp_pg_table_bloat_ratio", **labels) < 0.5
+    assert num(text, "wasp_pg_table_last_vacuum_age_seconds", kind="manual", **labels) >= 0
 
 
 async def test_tables_and_indexes_are_bounded(su_dsn: str, mon_dsn: str, tmp_path: Path) -> None:
@@ -361,7 +361,7 @@ async def test_statements_top_n_plus_other_and_totals(su_dsn: str, mon_dsn: str,
     calls = samples(text, "wasp_pg_statement_calls_total")
     # the only statement that ran after the exporter's snapshot is the exporter's query itself
     assert sum(v for _, v in calls) == total_after - 1
-    assert value(text, "wasp_pg_statement_calls_total", queryid="(other)") > 0
+    assert num(text, "wasp_pg_statement_calls_total", queryid="(other)") > 0
     for lab, _ in calls:
         assert len(lab["fingerprint"]) <= 60
         assert "\n" not in lab["fingerprint"]

@@ -1,4 +1,4 @@
-"""The package stays lint-clean and type-checks under mypy --strict (pyproject settings)."""
+"""The package and its tests stay lint-clean and type-check under mypy --strict (pyproject settings)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from wasp.companions.pgcluster import free_port
 from wasp.config.schema import parse_config
 from wasp.exporter.collector import CollectContext, Collector
 from wasp.exporter.engine import Engine
-from wasp.exporter.exposition import Rendered
+from wasp.exporter.exposition import Rendered, render
 from wasp.exporter.web import make_app
 from wasp.model import Family
 
@@ -64,7 +64,7 @@ class RenderHook:
     """Wraps the engine's render: records the calling thread, can hold a render in progress."""
 
     def __init__(self) -> None:
-        self.real: Callable[..., Rendered] = engine_mod.render
+        self.real: Callable[..., Rendered] = render  # what the engine calls
         self.threads: list[int] = []
         self.holding = threading.Event()  # hold the next render until `gate` is set
         self.gate = threading.Event()
@@ -269,7 +269,7 @@ def test_render_now_stays_synchronous_and_wins_over_an_older_snapshot(dsn: str) 
     seq_old, chunks_old = engine._snapshot()
     now = engine.render_now()
     assert engine.renders == 1 and engine.rendered is now
-    late = engine._install(seq_old, engine_mod.render(chunks_old))  # an older render finishing late
+    late = engine._install(seq_old, render(chunks_old))  # an older render finishing late
     assert late is now and engine.renders == 1
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from helpers import samples, value
+from helpers import num, samples, value
 from wasp.companions.pgcluster import LocalCluster, free_port
 from wasp.companions.replica import cli as replica
 from wasp.companions.replica.heartbeat import run as heartbeat_run
@@ -121,7 +121,7 @@ async def scrape(t: Topology, *names: str) -> str:
     engine = make_engine(parse_config({"server": {"status_dir": str(t.status_dir)},
                                   "targets": targets}))
     try:
-        return (await engine.run_once()).text
+        return (await engine.run_once()).text.decode()
     finally:
         await engine.stop()
 
@@ -300,7 +300,7 @@ async def test_lag_moves_under_write_load_and_returns_to_zero(topo: Topology) ->
             gap = value(text, "wasp_pg_standby_replay_gap_bytes", target="r2")
             seen["r2:gap"] = max(seen.get("r2:gap", 0.0), gap or 0.0)
             assert value(text, "wasp_pg_standby_replay_paused", target="r2") == 1
-            assert value(text, "wasp_pg_standby_replay_delay_seconds", target="r2") > 0
+            assert num(text, "wasp_pg_standby_replay_delay_seconds", target="r2") > 0
     finally:
         stop.set()
         th.join(30)
@@ -339,7 +339,7 @@ async def test_stopped_replica_keeps_its_slot_and_catches_up(topo: Topology) -> 
     text = await scrape(topo, "p0")
     assert value(text, "wasp_pg_replication_slot_active", slot_name="r1") == 0
     assert value(text, "wasp_pg_replication_slot_active", slot_name="r2") == 1
-    assert value(text, "wasp_pg_replication_slot_wal_retained_bytes", slot_name="r1") > 3 * 2**20
+    assert num(text, "wasp_pg_replication_slot_wal_retained_bytes", slot_name="r1") > 3 * 2**20
     # max_slot_wal_keep_size = -1 (default): the WAL is reserved, whatever the size
     assert value(text, "wasp_pg_replication_slot_wal_status", slot_name="r1",
                  wal_status="reserved") == 1
@@ -354,7 +354,7 @@ async def test_stopped_replica_keeps_its_slot_and_catches_up(topo: Topology) -> 
     text = await scrape(topo, "p0", "r1")
     assert value(text, "wasp_pg_replication_connected_standbys") == 2
     assert value(text, "wasp_pg_replication_slot_active", slot_name="r1") == 1
-    assert value(text, "wasp_pg_replication_slot_wal_retained_bytes", slot_name="r1") < 2**20
+    assert num(text, "wasp_pg_replication_slot_wal_retained_bytes", slot_name="r1") < 2**20
     assert value(text, "wasp_pg_standby_replay_gap_bytes", target="r1") == 0
 
 
@@ -382,9 +382,9 @@ async def test_heartbeat_reveals_a_broken_link_that_lsn_lag_hides(topo: Topology
             assert value(text, "wasp_pg_standby_replay_delay_seconds", target="r2") == 0
             assert value(text, "wasp_pg_standby_wal_receiver_streaming", target="r2") == 0
             # ... the heartbeat does not
-            assert value(text, "wasp_pg_heartbeat_age_seconds", target="r2") > 3.5
-            assert value(text, "wasp_pg_heartbeat_age_seconds", target="r1") < 2.5
-            assert value(text, "wasp_pg_heartbeat_age_seconds", target="p0") < 2.5
+            assert num(text, "wasp_pg_heartbeat_age_seconds", target="r2") > 3.5
+            assert num(text, "wasp_pg_heartbeat_age_seconds", target="r1") < 2.5
+            assert num(text, "wasp_pg_heartbeat_age_seconds", target="p0") < 2.5
             assert value(text, "wasp_pg_replication_connected_standbys", target="p0") == 1
         finally:
             psql(r2, f"ALTER SYSTEM SET primary_conninfo = {psycopg.sql.quote(original)}")
@@ -392,7 +392,7 @@ async def test_heartbeat_reveals_a_broken_link_that_lsn_lag_hides(topo: Topology
         wait_for("r2 to stream again", lambda: psql(
             r2, "SELECT 1 FROM wasp.heartbeat WHERE clock_timestamp() - beat_at < '2s'"))
         text = await scrape(topo, "r2")
-        assert value(text, "wasp_pg_heartbeat_age_seconds", target="r2") < 2.5
+        assert num(text, "wasp_pg_heartbeat_age_seconds", target="r2") < 2.5
 
 
 @pytest.mark.slow
@@ -486,7 +486,7 @@ async def test_failover_promote_repoint_and_rejoin(
                      upstream_port=str(r1.port), slot_name=n) == 1
         assert value(text, "wasp_pg_replication_standby_state", target="r1", application_name=n,
                      state="streaming") == 1
-        assert value(text, "wasp_pg_heartbeat_age_seconds", target=n) < 3
+        assert num(text, "wasp_pg_heartbeat_age_seconds", target=n) < 3
     assert psql(p0, "SELECT payload FROM load WHERE payload LIKE 'last write%'") == [
         ("last write before failover",)]
     assert value(text, "wasp_replica_action_last_success", action="rejoin", replica="p0") == 1

@@ -56,7 +56,7 @@ def _wait(what: str, check: Any, timeout: float, procs: list[subprocess.Popen[by
     while time.monotonic() < deadline:
         for p in procs:
             if p.poll() is not None:
-                raise AssertionError(f"{p.args[0]} exited {p.returncode} while waiting for {what}")
+                raise AssertionError(f"{p.args!r} exited {p.returncode} while waiting for {what}")
         try:
             v = check()
             if v:

@@ -30,7 +30,7 @@ def test_pack_definitions() -> None:
     assert {q.name for q in queries} >= {"replication_standby", "replication_standbys",
                                          "replication_slot", "replication_timeline",
                                          "standby_wal_receiver", "heartbeat"}
-    metrics = {}
+    metrics: dict[str, tuple[str, ...]] = {}
     for q in queries:
         assert q.role in ("any", "primary", "standby")
         for v in q.values:

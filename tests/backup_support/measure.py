@@ -92,9 +92,9 @@ def main() -> int:
     cluster.init()
     cluster.start()
     try:
-        drill = {"scratch_dir": str(args.workdir / "env" / "drill"), "database": "app",
-                 "expected_rpo": "1h", "amcheck_sample": 10, "recovery_timeout": "30m"}
-        env = make_backup_env(cluster, args.workdir / "env", backup={"drill": drill},
+        drill_section = {"scratch_dir": str(args.workdir / "env" / "drill"), "database": "app",
+                         "expected_rpo": "1h", "amcheck_sample": 10, "recovery_timeout": "30m"}
+        env = make_backup_env(cluster, args.workdir / "env", backup={"drill": drill_section},
                               app_schema=False)
         with psycopg.connect(cluster.dsn("app"), autocommit=True) as conn:
             create_schema(conn)
