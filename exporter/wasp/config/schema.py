@@ -20,6 +20,7 @@ from typing import Any
 
 from wasp.config import backup as backup_section
 from wasp.config import fleet as fleet_section
+from wasp.config import log as log_section
 from wasp.config import replica as replica_section
 from wasp.config.nodes import ConfigError, Node, load_yaml_file
 from wasp.config.packs import BUILTIN_PACKS, PYTHON_PACK_NAMES, YAML_PACKS, load_pack, pack_path
@@ -70,6 +71,7 @@ SECTIONS: dict[str, Callable[[Node], Any]] = {
     "backup": backup_section.parse_section,
     "replica": replica_section.parse_section,
     "fleet": fleet_section.parse_section,
+    "log": log_section.parse_section,
 }
 
 TOP_KEYS = {"server", "targets", "packs", "queries", *SECTIONS}

@@ -43,6 +43,8 @@ def format_value(v: float) -> str:
 def render_samples(f: Family) -> str:
     """The sample lines of one family (no header)."""
     name = f.name
+    if f.type == "histogram":
+        return _histogram_samples(f)
     if not f.labelnames:
         return "".join(f"{name} {format_value(v)}\n" for _, v in f.samples)
     names = f.labelnames
@@ -50,6 +52,23 @@ def render_samples(f: Family) -> str:
     for lv, v in f.samples:
         labels = ",".join(f'{n}="{_escape_label(x)}"' for n, x in zip(names, lv, strict=True))
         lines.append(f"{name}{{{labels}}} {format_value(v)}\n")
+    return "".join(lines)
+
+
+def _histogram_samples(f: Family) -> str:
+    # the last label value of a histogram sample names its series (see wasp.model)
+    names = f.labelnames
+    lines = []
+    for lv, v in f.samples:
+        *values, which = lv
+        pairs = [f'{n}="{_escape_label(x)}"' for n, x in zip(names, values, strict=True)]
+        if which in ("sum", "count"):
+            series = f"{f.name}_{which}"
+        else:
+            series = f"{f.name}_bucket"
+            pairs.append(f'le="{which}"')
+        labels = "{" + ",".join(pairs) + "}" if pairs else ""
+        lines.append(f"{series}{labels} {format_value(v)}\n")
     return "".join(lines)
 
 
