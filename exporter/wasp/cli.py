@@ -53,6 +53,11 @@ def _replica() -> Subcommand:
     return cli
 
 
+def _logtail() -> Subcommand:
+    from wasp.packs.log import cli
+    return cli
+
+
 def _catalog() -> Subcommand:
     from wasp import catalog
     return catalog
@@ -74,6 +79,7 @@ DELEGATED: dict[str, tuple[Callable[[], Subcommand], str]] = {
     "datagen": (_datagen, "create the application schema and load synthetic data"),
     "backup": (_backup, "pgBackRest backups, WAL archiving and restore drills"),
     "replica": (_replica, "streaming replicas: setup, status, promote, rejoin"),
+    "logtail": (_logtail, "follow PostgreSQL's jsonlog beside the server (the log pack alone)"),
     "catalog": (_catalog, "list every metric wasp exports (the metric catalog)"),
     "rules": (_rules, "generate Prometheus alert and recording rules"),
     "dashboards": (_dashboards, "generate Grafana dashboards"),
