@@ -261,6 +261,7 @@ def test_latency_p95_within_one_bucket_of_the_full_log(
     for name, (sql, weight) in scripts.items():
         (tmp_path / name).write_text(sql + "\n")
         args += ["-f", f"{tmp_path / name}@{weight}"]
+    args.append("postgres")
     subprocess.run(args, check=True, capture_output=True, cwd=tmp_path, timeout=300)
     # the full log of the run: pgbench's own record of every transaction (latency in us)
     lat = sorted(int(line.split()[2]) / 1e6 for p in tmp_path.glob("tx.*")
