@@ -11,17 +11,22 @@ import asyncio
 import contextlib
 import math
 import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from helpers import require_tool
+from prometheus_client.parser import text_string_to_metric_families
 
-from wasp.companions.pgcluster import LocalCluster
+from wasp.companions.pgcluster import LocalCluster, free_port
 from wasp.config.log import LogSettings
 from wasp.exporter.collector import CollectContext
 from wasp.model import Family
@@ -283,3 +288,84 @@ def test_latency_p95_within_one_bucket_of_the_full_log(
           f"statements {len(lat)}, estimated {est_count:.0f}")
     assert abs(_bucket_index(est_p95) - _bucket_index(true_p95)) <= 1
     assert 0.7 * len(lat) < est_count < 1.3 * len(lat)
+
+
+def _config(c: LocalCluster, tmp_path: Path, listen: str = "127.0.0.1:9645") -> Path:
+    cfg = tmp_path / "wasp.yml"
+    cfg.write_text(f"""\
+server: {{listen: "{listen}", status_dir: {tmp_path / "status"}}}
+targets:
+  db: {{dsn: "{c.dsn()}", packs: [postgres]}}
+log:
+  directory: {c.datadir / "log"}
+  target: db
+  start_at: beginning
+  interval: 1s
+""")
+    return cfg
+
+
+def test_logtail_once_serve_and_promtool(
+        logged: tuple[LocalCluster, Callable[[str], Relay]], tmp_path: Path) -> None:
+    c, relay = logged
+    wrong_password(c, relay("127.0.0.2"), "bob")
+    c.psql("SELECT pg_sleep(0.12)")
+    time.sleep(0.5)
+    cfg = _config(c, tmp_path)
+    wasp = [sys.executable, "-m", "wasp"]
+    r = subprocess.run([*wasp, "logtail", "--config", str(cfg), "--once"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    text = r.stdout
+    assert 'wasp_log_auth_failures_total{user="bob",database="postgres",client_addr="127.0.0.2"} 1' \
+        in text
+    assert 'wasp_log_pack_ready{reason="ok"} 1' in text
+    assert "# TYPE wasp_log_statement_duration_seconds histogram" in text
+    assert "wasp_query_" in text and "wasp_pg_" not in text  # the log pack alone
+    check = subprocess.run([require_tool("promtool"), "check", "metrics"], input=text,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), \
+        check.stdout + check.stderr
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    assert fams["wasp_log_statement_duration_seconds"].type == "histogram"
+
+    # serving: the state saved by the run above goes on, SIGTERM stops it cleanly
+    port = free_port()
+    proc = subprocess.Popen([*wasp, "logtail", "--config", str(cfg), "--listen",
+                             f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wrong_password(c, relay("127.0.0.2"), "bob")
+        end = time.monotonic() + 30
+        body = ""
+        while time.monotonic() < end:
+            with contextlib.suppress(OSError):
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                              timeout=5).read().decode()
+                if 'client_addr="127.0.0.2"} 2' in body:
+                    break
+            time.sleep(0.3)
+        assert 'wasp_log_auth_failures_total{user="bob",database="postgres",' \
+            'client_addr="127.0.0.2"} 2' in body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "password" not in err.lower()  # no DSN in the log
+
+
+def test_exporter_runs_the_log_pack_and_bad_config_exits_2(
+        logged: tuple[LocalCluster, Callable[[str], Relay]], tmp_path: Path) -> None:
+    c, _ = logged
+    cfg = _config(c, tmp_path)
+    r = subprocess.run([sys.executable, "-m", "wasp", "exporter", "--config", str(cfg), "--once"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'wasp_log_pack_ready{reason="ok"} 1' in r.stdout
+    assert 'wasp_query_runs_total{target="",query="log"} 1' in r.stdout
+    bad = tmp_path / "bad.yml"
+    bad.write_text(cfg.read_text().replace("target: db", "target: nope"))
+    r = subprocess.run([sys.executable, "-m", "wasp", "logtail", "--config", str(bad), "--once"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "bad.yml" in r.stderr and "log.target" in r.stderr and "nope" in r.stderr
