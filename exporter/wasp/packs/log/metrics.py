@@ -24,7 +24,7 @@ from typing import Any
 
 from wasp.config.log import SamplingSettings
 from wasp.model import Family, MetricSpec, MetricType, Sample, histogram_samples
-from wasp.packs.log.parse import Event, role_commands
+from wasp.packs.log.parse import Event, role_commands, timestamp_seconds
 
 __all__ = ["BUCKETS", "METRICS", "Bound", "LogStats", "is_local"]
 
@@ -185,7 +185,8 @@ class LogStats:
             m.name: {} for m in METRICS if m.type == "counter"}
         self.hist: dict[Key, _Hist] = {}
         self.bounds: dict[str, Bound] = {}
-        self.last_line = 0.0
+        #: the newest line's time stamp as written (they sort as text within one time zone)
+        self.last_line = ""
 
     # -- feeding ------------------------------------------------------------------
     def _label(self, metric: str, label: str, value: str, now: float) -> str:
@@ -280,8 +281,8 @@ class LogStats:
             if not out[name]:
                 out[name] = [((), 0.0)]
         out["wasp_log_files"].append(((), float(files)))
-        if self.last_line:
-            out["wasp_log_last_line_timestamp_seconds"].append(((), self.last_line))
+        if last := timestamp_seconds(self.last_line):
+            out["wasp_log_last_line_timestamp_seconds"].append(((), last))
         hist: list[Sample] = []
         for key in sorted(self.hist):
             h = self.hist[key]
@@ -323,4 +324,4 @@ class LogStats:
             b = Bound(self.top, self.evict_after)
             b.restore(data)
             self.bounds[str(name)] = b
-        self.last_line = float(state.get("last_line", 0.0))
+        self.last_line = str(state.get("last_line", ""))
