@@ -23,9 +23,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import require_tool
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers import require_tool
 from wasp.companions.pgcluster import LocalCluster, free_port
 from wasp.config.log import LogSettings
 from wasp.exporter.collector import CollectContext
