@@ -30,6 +30,12 @@ def labels_of(name: str, recorded: Mapping[str, tuple[str, ...]] | None = None) 
         return (*SCRAPE_LABELS, *recorded[name])
     if name in PROMETHEUS_METRICS:
         return PROMETHEUS_METRICS[name]
+    base, _, suffix = name.rpartition("_")
+    if suffix in ("bucket", "sum", "count") and base in catalog() \
+            and catalog().get(base).spec.type == "histogram":
+        # the series of a histogram: _bucket adds le
+        return (*SCRAPE_LABELS, *catalog().get(base).labels, *(("le",) if suffix == "bucket"
+                                                                else ()))
     return (*SCRAPE_LABELS, *catalog().get(name).labels)
 
 

@@ -91,6 +91,12 @@ FOR_DEFAULTS: dict[str, str] = {
     # pgbouncer
     "WaspPgBouncerPoolSaturated": "10m",
     "WaspPgBouncerClientsWaiting": "5m",
+    # log pack
+    "WaspFailedLoginsBurst": "0m",
+    "WaspPrivilegeChangeOutsideMaintenance": "0m",
+    "WaspSuperuserLoginFromNetwork": "0m",
+    "WaspQueryLatencyP95High": "10m",
+    "WaspLogPackNotReady": "30m",
 }
 
 
@@ -162,6 +168,18 @@ class Settings:
     # pgbouncer
     pool_usage_ratio: float = 0.9
     client_wait_seconds: float = 5
+    # log pack
+    log_failed_logins_burst: float = 20
+    log_failed_logins_window: str = "5m"
+    #: the maintenance window for role and privilege changes: [start, end) hour, UTC ...
+    log_maintenance_start_hour: int = 2
+    log_maintenance_end_hour: int = 4
+    #: ... on these days of the week (0 = Sunday)
+    log_maintenance_days: tuple[int, ...] = (0,)
+    #: the service's objective: 95 % of the statements within this
+    log_query_p95_seconds: float = 0.1
+    #: statements a second under which the p95 alert stays quiet (too few to tell)
+    log_query_min_rate: float = 0.1
 
     def for_of(self, alert: str, severity: str) -> str:
         """The `for` of an alert at a severity (KeyError when the settings lack it)."""
@@ -218,6 +236,11 @@ def _convert(name: str, value: Any, node: yaml.Node, file: str, key: str) -> Any
         return tuple(value)
     if name == "for_":
         return _for_mapping(value, node, file)
+    if name == "log_maintenance_days":
+        if (not isinstance(value, list) or not value or not all(
+                isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in value)):
+            raise err("expected a non-empty list of days of the week, 0 (Sunday) to 6")
+        return tuple(sorted(set(value)))
     if kind in _NUMBER_TYPES:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if kind == "int":
@@ -225,6 +248,8 @@ def _convert(name: str, value: Any, node: yaml.Node, file: str, key: str) -> Any
         if not ok or not math.isfinite(float(value)) or value < 0:
             raise err(f"expected a non-negative {'integer' if kind == 'int' else 'number'}, "
                       f"got {value!r}")
+        if name.endswith("_hour") and value > 24:
+            raise err(f"expected an hour of the day, 0 to 24, got {value!r}")
         return _NUMBER_TYPES[kind](value)
     if name.endswith("_window") or name == "comparison_offset":
         return _duration(value, err)

@@ -19,7 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wasp.mixin import output
-from wasp.mixin.rules import app, backup, exporter, pgbouncer, postgres, recording, replication
+from wasp.mixin.rules import (
+    app,
+    backup,
+    exporter,
+    log,
+    pgbouncer,
+    postgres,
+    recording,
+    replication,
+)
 from wasp.mixin.rules.files import anchor, render
 from wasp.mixin.rules.model import Alert, Builder, Case, Fired, Group, Recording, Series
 from wasp.mixin.rules.templates import render_template
@@ -33,7 +42,7 @@ __all__ = [
 #: the rule groups in output order: recording rules first, so alerts can use them
 GROUPS: tuple[Callable[[Builder], None], ...] = (
     recording.build, exporter.build, app.build, postgres.build, replication.build,
-    backup.build, pgbouncer.build,
+    backup.build, pgbouncer.build, log.build,
 )
 
 
