@@ -10,7 +10,7 @@ from wasp.config.log import LogSettings, SamplingSettings
 from wasp.exporter.exposition import families_text
 from wasp.packs.log.collector import LogCollector
 from wasp.packs.log.follow import Follower, Round
-from wasp.packs.log.metrics import LogStats
+from wasp.packs.log.metrics import LogStats, is_local
 from wasp.packs.log.parse import parse_line, role_commands
 
 
@@ -171,3 +171,14 @@ def test_role_commands_and_durations_weighted() -> None:
         in text
     assert 'wasp_log_statement_duration_seconds_count{database="d",user="u"} 14' in text
     assert "# TYPE wasp_log_statement_duration_seconds histogram" in text
+
+
+def test_superuser_logins_say_whether_they_came_from_the_host() -> None:
+    assert is_local("[local]") and is_local("127.0.0.5") and is_local("::1")
+    assert not is_local("10.0.0.1") and not is_local("2001:db8::1") and not is_local("host.x")
+    st = LogStats(superusers=("postgres", "admin"))
+    for user, addr in (("postgres", "[local]"), ("admin", "203.0.113.9"), ("app", "10.0.0.1")):
+        st.line(parse_line(rec(f"connection authorized: user={user} database=app", user=user,
+                               dbname="app", remote_host=addr)[:-1]), 0.0)
+    assert st.counters["wasp_log_superuser_logins_total"] == {
+        ("postgres", "[local]", "true"): 1.0, ("admin", "203.0.113.9", "false"): 1.0}
