@@ -74,6 +74,11 @@ def test_rotation_truncation_rename_and_first_start(tmp_path: Path) -> None:
     rnd = Round()
     assert [json.loads(x)["message"] for x in f.read(rnd)] == ["t"]
     assert rnd.truncations == 1
+    # truncated and written past the old position before the next look: the head tells
+    new.write_bytes(rec("v1") + rec("v2") + rec("v3"))
+    rnd = Round()
+    assert [json.loads(x)["message"] for x in f.read(rnd)] == ["v1", "v2", "v3"]
+    assert rnd.truncations == 1
     # renamed: the position goes with the inode, nothing read twice
     with new.open("ab") as fh:
         fh.write(rec("u"))

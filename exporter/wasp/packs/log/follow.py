@@ -10,7 +10,9 @@ partial last line stays in the file until its newline arrives. So
   ``log_filename`` is a new file, read from its first byte; the old one is
   read to its end first (the server writes no more to it);
 - **truncation** (the file is shorter than the position, as with
-  ``log_truncate_on_rotation``) starts the file over from byte 0;
+  ``log_truncate_on_rotation``, or its first bytes changed: truncated and
+  written past the old position since, or another file on a recycled inode)
+  starts the file over from byte 0;
 - a file **renamed** keeps its position (it is found again by inode), a path
   that now holds another inode is a new file;
 - a line longer than ``max_line_bytes`` is skipped to its newline and counted.
@@ -31,6 +33,8 @@ from typing import Any
 __all__ = ["Follower", "Position", "Round"]
 
 CHUNK = 1 << 20
+#: bytes that identify a file: a jsonlog line's time stamp, pid, session id and line number
+HEAD = 128
 
 
 @dataclass(slots=True)
@@ -42,17 +46,20 @@ class Position:
     offset: int = 0
     #: inside a line longer than max_line_bytes: skip to its newline
     skipping: bool = False
+    #: the file's first bytes (hex), to tell it from another file on a recycled inode
+    head: str = ""
 
-    def to_json(self) -> list[int]:
+    def to_json(self) -> list[int | str]:
         """The position as JSON."""
-        return [self.dev, self.ino, self.offset, int(self.skipping)]
+        return [self.dev, self.ino, self.offset, int(self.skipping), self.head]
 
     @classmethod
     def from_json(cls, v: Any) -> Position:
         """Back from to_json (ValueError on anything else)."""
-        if not isinstance(v, list) or len(v) != 4 or not all(isinstance(x, int) for x in v):
+        if (not isinstance(v, list) or len(v) != 5 or not all(isinstance(x, int) for x in v[:4])
+                or not isinstance(v[4], str)):
             raise ValueError(f"not a saved position: {v!r}")
-        return cls(v[0], v[1], v[2], bool(v[3]))
+        return cls(v[0], v[1], v[2], bool(v[3]), v[4])
 
 
 @dataclass(slots=True)
@@ -66,6 +73,14 @@ class Round:
     new_files: int = 0
     truncations: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+def _head(path: str, n: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n).hex()
+    except OSError:
+        return ""
 
 
 class Follower:
@@ -137,10 +152,15 @@ class Follower:
                     pos = Position(st.st_dev, st.st_ino, 0)
                     if self.started:
                         rnd.new_files += 1
-            if st.st_size < pos.offset:
+            if st.st_size < pos.offset or (st.st_size > pos.offset and pos.head
+                                           and _head(path, len(pos.head) // 2)
+                                           not in ("", pos.head)):
+                # shorter than what was read, or other bytes where it began: truncated (and
+                # perhaps written past the old position since), or another file on the inode
                 rnd.truncations += 1
                 pos.offset = 0
                 pos.skipping = False
+                pos.head = ""
             fresh[path] = pos
         # files gone from the directory are forgotten
         self.positions = fresh
@@ -159,6 +179,8 @@ class Follower:
             st = os.fstat(f.fileno())
             if (st.st_dev, st.st_ino) != (pos.dev, pos.ino):
                 return  # replaced between stat and open: next round
+            if len(pos.head) < 2 * HEAD:
+                pos.head = f.read(HEAD).hex()
             f.seek(pos.offset)
             first = pos.offset
             try:
