@@ -56,3 +56,24 @@ def test_pack_on_a_target_needs_the_section(tmp_path: Path) -> None:
     cfg = load_config(_cfg("", tmp_path, packs="[postgres, log]"))
     with pytest.raises(ConfigError, match="log: section"):
         python_collectors(cfg)
+
+
+def test_maintenance_window_settings(tmp_path: Path) -> None:
+    from wasp.mixin.rules import build
+    from wasp.mixin.settings import SettingsError, load_settings
+
+    site = tmp_path / "site.yml"
+    site.write_text("log_maintenance_days: [6, 0]\nlog_maintenance_start_hour: 1\n")
+    cfg = load_settings(site)
+    assert cfg.log_maintenance_days == (0, 6) and cfg.log_maintenance_start_hour == 1
+    alert = next(a for g in build(cfg) for a in g.alerts
+                 if a.name == "WaspPrivilegeChangeOutsideMaintenance")
+    assert "hour() >= 1 < 4" in alert.expr
+    assert "day_of_week() == 0 or on () day_of_week() == 6" in alert.expr
+    for text, words in (("log_maintenance_days: [7]\n", "0 (Sunday) to 6"),
+                        ("log_maintenance_days: []\n", "non-empty list"),
+                        ("log_maintenance_end_hour: 25\n", "0 to 24")):
+        site.write_text(text)
+        with pytest.raises(SettingsError) as e:
+            load_settings(site)
+        assert f"{site}:1: {text.split(':')[0]}:" in str(e.value) and words in str(e.value)
