@@ -46,7 +46,8 @@ def test_docs_metrics_md_is_regenerated() -> None:
 async def test_live_exposition_matches_the_catalog(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         create_schema(conn, "v2")
-        generate(conn, days=0.2, scale=0.02, salons=50)
+        # a day and a half: reminders fall due within the last 24 h whatever the hour of day
+        generate(conn, days=1.5, scale=0.02, salons=50)
         conn.execute("create extension if not exists pg_stat_statements")
     cfg = parse_config({
         "server": {"status_dir": "/tmp/wasp-test-status"},
