@@ -75,3 +75,31 @@ def require_tool(name: str, hint: str = "") -> str:
     if path is None:
         pytest.fail(f"{name} is not installed{hint or ' (run scripts/setup.sh)'}")
     return path
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    """Run the openssl command in `cwd` (fails the test with its output)."""
+    import subprocess
+
+    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, f"openssl {' '.join(args)}: {r.stderr}"
+
+
+def make_ca(d: Path, name: str = "ca") -> None:
+    """A throw-away certificate authority: d/name.crt and d/name.key (EC P-256)."""
+    d.mkdir(parents=True, exist_ok=True)
+    openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
+            "-subj", f"/CN=wasp test {name}", cwd=d)
+
+
+def make_cert(d: Path, name: str, cn: str, *, sans: tuple[str, ...] = (), ca: str = "ca") -> Path:
+    """d/name.crt and d/name.key signed by d/ca.crt, with subjectAltNames (e.g. IP:127.0.0.1)."""
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
+            cwd=d)
+    ext = d / f"{name}.ext"
+    ext.write_text(f"subjectAltName={','.join(sans)}\n" if sans else "basicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", str(ext), cwd=d)
+    return d / f"{name}.crt"

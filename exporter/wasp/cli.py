@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--once", action="store_true",
                     help="run every query once, print the exposition to stdout and exit "
                     "(exit 1 when any query failed)")
+    ex.add_argument("--web.config.file", dest="web_config", metavar="FILE",
+                    help="exporter-toolkit web configuration: TLS, basic auth, headers "
+                    "(overrides server.web_config)")
+    ex.add_argument("--allow-superuser", action="store_true",
+                    help="run even when a target's role is a superuser (by default the exporter "
+                    "refuses: a monitor needs pg_monitor, see exporter/wasp/sql/roles.sql)")
     ex.set_defaults(func=cmd_exporter)
 
     cc = sub.add_parser("check-config", parents=[common],
@@ -197,13 +203,58 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         cfg = _apply_shard(cfg, args.shard)
         for t in cfg.targets:
             t.dsn()  # fail now on a missing DSN
+        guard = None if args.once else _web_guard(cfg, args.web_config)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     setup_logging(args.log_level or cfg.server.log_level, cfg.server.log_format)
+    if not args.allow_superuser:
+        superusers = _superuser_targets(cfg)
+        if superusers:
+            print(f"error: refusing to run as a superuser on target(s) {', '.join(superusers)}: "
+                  "a monitor needs only pg_monitor and SELECT on the tables it reads, and a "
+                  "superuser session could change anything if wasp were misused. Connect as the "
+                  "role of exporter/wasp/sql/roles.sql (wasp_monitor), or pass --allow-superuser.",
+                  file=sys.stderr)
+            return EXIT_USAGE
     if args.once:
         return asyncio.run(_once(cfg))
-    return asyncio.run(_serve(cfg))
+    return asyncio.run(_serve(cfg, guard))
+
+
+def _web_guard(cfg: Any, override: str | None) -> Any:
+    """The basic-auth and TLS guard of the web configuration file, or None without one."""
+    path = override or cfg.server.web_config
+    if path is None:
+        return None
+    from wasp.exporter.webauth import WebGuard
+    from wasp.exporter.webconfig import WebConfigWatcher, load_web_config
+
+    return WebGuard(WebConfigWatcher(load_web_config(path)),
+                    unauthenticated=cfg.server.unauthenticated_paths)
+
+
+def _superuser_targets(cfg: Any) -> list[str]:
+    """The PostgreSQL targets whose role is a superuser (a target not reachable now is skipped).
+
+    The server reports ``is_superuser`` when the session starts, so this costs
+    one connection per target and no statement.
+    """
+    import psycopg
+
+    out = []
+    for t in cfg.targets:
+        if t.type != "postgres":
+            continue
+        try:
+            with psycopg.connect(t.dsn(), connect_timeout=max(1, round(t.connect_timeout)),
+                                 application_name="wasp") as conn:
+                if conn.info.parameter_status("is_superuser") == "on":
+                    out.append(t.name)
+        except psycopg.Error as e:
+            log.warning("target %s: cannot check its role now (%s); the exporter will retry "
+                        "the connection", t.name, str(e).strip().splitlines()[0] if str(e) else e)
+    return out
 
 
 def _apply_shard(cfg: Any, shard_arg: str | None) -> Any:
@@ -248,17 +299,19 @@ async def _once(cfg: Any) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-async def _serve(cfg: Any) -> int:
+async def _serve(cfg: Any, guard: Any = None) -> int:
     from aiohttp import web
 
     from wasp.exporter.web import make_app
 
     fleet = _fleet(cfg)
     engine = fleet.engine
-    app = make_app(engine, fleet)
+    app = make_app(engine, fleet, guard=guard)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_address=True)
+    tls = guard.watcher.tls_context() if guard is not None else None
+    site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_address=True,
+                       ssl_context=tls)
     try:
         await site.start()
     except OSError as e:
@@ -271,7 +324,8 @@ async def _serve(cfg: Any) -> int:
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
     await fleet.start()
-    log.info("listening on http://%s:%d/metrics", cfg.server.host, cfg.server.port)
+    log.info("listening on %s://%s:%d/metrics%s", "https" if tls else "http", cfg.server.host,
+             cfg.server.port, " (basic auth)" if guard and guard.watcher.config.users else "")
     await stop.wait()
     log.info("shutting down")
     await fleet.stop()

@@ -76,7 +76,9 @@ SECTIONS: dict[str, Callable[[Node], Any]] = {
 
 TOP_KEYS = {"server", "targets", "packs", "queries", *SECTIONS}
 SERVER_KEYS = {"listen", "stale_after", "status_dir", "log_level", "log_format",
-               "max_concurrent_queries"}
+               "max_concurrent_queries", "web_config", "unauthenticated_paths"}
+#: paths that server.unauthenticated_paths may open to probes
+EXEMPTABLE_PATHS = ("/healthz", "/readyz")
 TARGET_KEYS = {"type", "dsn_env", "dsn_file", "dsn", "packs", "pool_max", "connect_timeout",
                "labels"}
 PACK_SETTINGS_KEYS = {"enabled", "options", "disable", "override"}
@@ -136,7 +138,18 @@ def _parse_server(node: Node) -> ServerConfig:
         log_level=node.child("log_level").choice(LOG_LEVELS, "info"),
         log_format=node.child("log_format").choice(LOG_FORMATS, "text"),
         max_concurrent_queries=node.child("max_concurrent_queries").int(4, minimum=1, maximum=64),
+        web_config=_relative(node.child("web_config")),
+        unauthenticated_paths=tuple(
+            p.str(choices=EXEMPTABLE_PATHS) for p in node.child("unauthenticated_paths").sequence()),
     )
+
+
+def _relative(node: Node) -> str | None:
+    """A path option: relative paths are taken from the configuration file's folder."""
+    text = node.opt_str()
+    if text is None or os.path.isabs(text) or node.file.startswith("<"):
+        return text
+    return os.path.join(os.path.dirname(os.path.abspath(node.file)), text)
 
 
 def parse_listen(node: Node) -> tuple[str, int]:

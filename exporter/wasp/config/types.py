@@ -184,6 +184,10 @@ class ServerConfig:
     log_level: LogLevel = "info"
     log_format: LogFormat = "text"
     max_concurrent_queries: int = 4
+    #: the exporter-toolkit web configuration file (TLS, basic auth, headers)
+    web_config: str | None = None
+    #: paths served without basic auth (liveness and readiness probes)
+    unauthenticated_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

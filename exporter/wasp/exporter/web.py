@@ -8,6 +8,7 @@ from wasp import __version__
 from wasp.exporter.engine import Engine
 from wasp.exporter.exposition import CONTENT_TYPE
 from wasp.exporter.fleet import Fleet, ProbeError
+from wasp.exporter.webauth import WebGuard
 
 __all__ = ["ENGINE_KEY", "FLEET_KEY", "make_app"]
 
@@ -75,9 +76,13 @@ async def service_discovery(request: web.Request) -> web.Response:
     return web.json_response(request.app[FLEET_KEY].service_discovery(address))
 
 
-def make_app(engine: Engine, fleet: Fleet | None = None) -> web.Application:
-    """The aiohttp application around an engine (and its fleet: /probe, /sd)."""
-    app = web.Application()
+def make_app(engine: Engine, fleet: Fleet | None = None, *,
+             guard: WebGuard | None = None) -> web.Application:
+    """The aiohttp application around an engine (and its fleet: /probe, /sd).
+
+    `guard` adds basic auth and the configured headers to every route.
+    """
+    app = web.Application(middlewares=[guard.middleware] if guard is not None else [])
     app[ENGINE_KEY] = engine
     if fleet is not None:
         app[FLEET_KEY] = fleet
