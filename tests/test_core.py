@@ -289,7 +289,8 @@ queries:
       - {{column: c, metric: wasp_test_events_total, type: counter, help: "events\\nover two lines"}}
 """)
     env = dict(os.environ, WASP_TEST_DSN=dsn)
-    r = subprocess.run([sys.executable, "-m", "wasp", "exporter", "-c", str(cfg), "--once"],
+    r = subprocess.run([sys.executable, "-m", "wasp", "exporter", "-c", str(cfg), "--once",
+                        "--allow-superuser"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     # SQL 'a"b\\c' is a, quote, b, two backslashes, c: escaped on the wire, intact when parsed
@@ -315,7 +316,8 @@ queries:
     values: [{{column: n, metric: wasp_test_sleeper, type: gauge, help: h}}]
 """)
     env = dict(os.environ, WASP_TEST_DSN=pg.dsn(dbname))
-    proc = subprocess.Popen([sys.executable, "-m", "wasp", "exporter", "-c", str(cfg)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "wasp", "exporter", "-c", str(cfg),
+                             "--allow-superuser"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     probe = (f"select count(*) from pg_stat_activity where datname = '{dbname}' "
              "and application_name = 'wasp' and query like '%pg_sleep(40)%' and state = 'active'")
