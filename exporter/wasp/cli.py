@@ -208,15 +208,16 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     setup_logging(args.log_level or cfg.server.log_level, cfg.server.log_format)
-    if not args.allow_superuser:
-        superusers = _superuser_targets(cfg)
-        if superusers:
-            print(f"error: refusing to run as a superuser on target(s) {', '.join(superusers)}: "
-                  "a monitor needs only pg_monitor and SELECT on the tables it reads, and a "
-                  "superuser session could change anything if wasp were misused. Connect as the "
-                  "role of exporter/wasp/sql/roles.sql (wasp_monitor), or pass --allow-superuser.",
-                  file=sys.stderr)
-            return EXIT_USAGE
+    superusers, unreachable = _check_roles(cfg)
+    if superusers and not args.allow_superuser:
+        print(f"error: refusing to run as a superuser on target(s) {', '.join(superusers)}: "
+              "a monitor needs only pg_monitor and SELECT on the tables it reads, and a "
+              "superuser session could change anything if wasp were misused. Connect as the "
+              "role of exporter/wasp/sql/roles.sql (wasp_monitor), or pass --allow-superuser.",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if unreachable and args.once:
+        return EXIT_FAILED  # every query of that target would fail: say why now, not per query
     if args.once:
         return asyncio.run(_once(cfg))
     return asyncio.run(_serve(cfg, guard))
@@ -234,15 +235,17 @@ def _web_guard(cfg: Any, override: str | None) -> Any:
                     unauthenticated=cfg.server.unauthenticated_paths)
 
 
-def _superuser_targets(cfg: Any) -> list[str]:
-    """The PostgreSQL targets whose role is a superuser (a target not reachable now is skipped).
+def _check_roles(cfg: Any) -> tuple[list[str], list[str]]:
+    """The PostgreSQL targets whose role is a superuser, and those not reachable now.
 
     The server reports ``is_superuser`` when the session starts, so this costs
-    one connection per target and no statement.
+    one connection per target and no statement. A target that cannot be
+    reached is logged with libpq's whole reason (a certificate that does not
+    match the host name, an unknown CA, a refused password).
     """
     import psycopg
 
-    out = []
+    out, unreachable = [], []
     for t in cfg.targets:
         if t.type != "postgres":
             continue
@@ -252,9 +255,10 @@ def _superuser_targets(cfg: Any) -> list[str]:
                 if conn.info.parameter_status("is_superuser") == "on":
                     out.append(t.name)
         except psycopg.Error as e:
-            log.warning("target %s: cannot check its role now (%s); the exporter will retry "
-                        "the connection", t.name, str(e).strip().splitlines()[0] if str(e) else e)
-    return out
+            unreachable.append(t.name)
+            reason = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+            log.error("target %s: cannot connect: %s", t.name, reason or type(e).__name__)
+    return out, unreachable
 
 
 def _apply_shard(cfg: Any, shard_arg: str | None) -> Any:
