@@ -12,6 +12,7 @@ APT_PACKAGES=(
   pgbackrest pgbouncer
   prometheus prometheus-alertmanager
   nginx-light openssl
+  docker-compose
   patroni etcd-server
   python3-venv
 )

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import yaml
 
-from helpers import require_tool
+from helpers import make_ca, require_tool
 from wasp.companions.backup.ops import archive_command
 from wasp.companions.pgcluster import (
     LocalCluster,
@@ -36,8 +36,6 @@ from wasp.mixin import dashboards
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "compose"
 COMPOSE_FILE = COMPOSE / "docker-compose.yml"
-DUMMY_DSNS = {"WASP_PRIMARY_DSN": "host=x", "WASP_REPLICA1_DSN": "host=x",
-              "WASP_REPLICA2_DSN": "host=x", "WASP_PGBOUNCER_DSN": "host=x"}
 
 
 @pytest.fixture(scope="module")
@@ -122,40 +120,158 @@ def test_published_ports_are_loopback_only(compose: dict[str, Any]) -> None:
     assert n >= 5
 
 
-def test_secrets_only_from_the_uncommitted_env_file(compose: dict[str, Any]) -> None:
+def _service_secrets(compose: dict[str, Any], service: str) -> dict[str, str]:
+    """/run/secrets/<target> -> secret name, for one service."""
+    out = {}
+    for sec in compose["services"][service].get("secrets", []):
+        name, target = (sec, sec) if isinstance(sec, str) else (sec["source"], sec.get("target", sec["source"]))
+        out[target if target.startswith("/") else f"/run/secrets/{target}"] = name
+    return out
+
+
+def test_secrets_are_files_never_values(compose: dict[str, Any]) -> None:
     text = COMPOSE_FILE.read_text()
+    # interpolation only moves ports; no secret passes through the environment
     used = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
+    assert used and all(v.endswith("_PORT") for v in used), used
     example = dict(line.split("=", 1) for line in (COMPOSE / ".env.example").read_text()
                    .splitlines() if line and not line.startswith("#"))
-    assert used <= set(example), used - set(example)
-    assert ".env" in (COMPOSE / ".gitignore").read_text().split()
+    assert used == set(example)
     for name, svc in compose["services"].items():
         for k, v in (svc.get("environment") or {}).items():
-            if re.search("PASSWORD|PASSPHRASE|DSN", k):
-                assert "${" in str(v) or "password" not in str(v), f"{name}: {k} holds a secret"
-    # no password literal in any committed file (local .env and secrets/ are not committed)
+            if re.search("PASSWORD|PASSPHRASE|DSN|SECRET|KEY", k):
+                assert k.endswith("_FILE") and str(v).startswith("/run/secrets/"), f"{name}: {k}"
+    for sname, sec in compose["secrets"].items():
+        assert sec["file"].startswith("./secrets/"), sname
+    declared = set(compose["secrets"])
+    mounted = {s for svc in compose["services"] for s in _service_secrets(compose, svc).values()}
+    assert mounted == declared, declared ^ mounted
+    # every /run/secrets path a service's files or command name is mounted in that service
+    readers = {"exporter": [COMPOSE / "wasp.yml"], "prometheus": [COMPOSE / "prometheus.yml"],
+               "pgbouncer": [COMPOSE / "pgbouncer" / "pgbouncer.ini"]}
+    for svc, files in readers.items():
+        named = {m for f in files for m in re.findall(r"/run/secrets/[A-Za-z0-9_]+", f.read_text())}
+        assert named and named <= set(_service_secrets(compose, svc)), (svc, named)
+    for name, svc in compose["services"].items():
+        named = set(re.findall(r"/run/secrets/[A-Za-z0-9_]+", json.dumps(svc)))
+        assert named <= set(_service_secrets(compose, name)), (name, named)
+    # the backup service: the repository passphrase, and the password and CA of its target
+    cfg = load_config(COMPOSE / "wasp.yml")
+    section = cfg.section("backup")
+    target = cfg.target(section.target)
+    needs = {section.passphrase.file, target.password_file,
+             *re.findall(r"/run/secrets/[A-Za-z0-9_]+", target.dsn_inline or "")}
+    assert needs <= set(_service_secrets(compose, "backup")), needs
+    # nothing secret is committed: no secrets/ file, no .env, no password literal
+    assert {".env", "secrets/"} <= set((COMPOSE / ".gitignore").read_text().split())
     tracked = subprocess.run(["git", "-C", str(REPO), "ls-files", "compose"], capture_output=True,
                              text=True, check=False).stdout.split()
     for rel in tracked:
         f = REPO / rel
-        assert f.name not in (".env",) and not rel.startswith("compose/secrets/"), rel
-        if f.is_file() and f.name != ".env.example":
-            assert "change-me" not in f.read_text(errors="replace"), f
+        assert f.name != ".env" and not rel.startswith("compose/secrets/"), rel
+        if f.is_file():
+            body = f.read_text(errors="replace")
+            assert "change-me" not in body and not re.search(r"password=[^$\s'\"]", body), f
+            assert "$2b$" not in body and "PRIVATE KEY" not in body, f
+
+
+def test_tls_and_scram_only(compose: dict[str, Any]) -> None:
+    hba = [line.split() for line in (COMPOSE / "postgres" / "pg_hba.conf").read_text()
+           .splitlines() if line.strip() and not line.startswith("#")]
+    for rule in hba:
+        kind, method = rule[0], rule[-1]
+        if kind == "local":
+            assert method == "peer"
+        elif method != "reject":
+            assert kind == "hostssl" and method == "scram-sha-256", rule
+    assert hba[-1] == ["host", "all", "all", "all", "reject"]
+    conf = (COMPOSE / "postgres" / "postgresql.conf").read_text()
+    assert re.search(r"(?m)^ssl = on$", conf) and "password_encryption = scram-sha-256" in conf
+    cfg = load_config(COMPOSE / "wasp.yml")
+    for t in cfg.targets:
+        assert t.password_file and t.password_file.startswith("/run/secrets/")
+        assert t.dsn_inline and "password" not in t.dsn_inline
+        if t.type == "postgres":
+            assert "sslmode=verify-full" in t.dsn_inline and "sslrootcert=/run/secrets/" in t.dsn_inline
+    assert cfg.server.web_config == "/run/secrets/wasp_web_config"
+    assert cfg.server.unauthenticated_paths == ("/healthz",)
+    prom = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "wasp")
+    assert job["scheme"] == "https" and job["tls_config"]["ca_file"].startswith("/run/secrets/")
+    assert job["basic_auth"]["password_file"].startswith("/run/secrets/")
+    ini = (COMPOSE / "pgbouncer" / "pgbouncer.ini").read_text()
+    assert "server_tls_sslmode = verify-full" in ini
+    # the application's role is created without superuser rights
+    init = (COMPOSE / "init" / "10-wasp-primary.sh").read_text()
+    assert "CREATE ROLE app LOGIN NOSUPERUSER" in init
 
 
 def test_docker_compose_config() -> None:
-    docker = shutil.which("docker")
-    if not docker:
-        pytest.skip("the docker CLI is not installed")
-    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True,
-                           check=False)
-    if probe.returncode != 0:
-        pytest.skip("the docker CLI has no compose plugin: "
-                    + (probe.stderr or probe.stdout).strip().splitlines()[0])
-    r = subprocess.run([docker, "compose", "-f", str(COMPOSE_FILE), "--env-file",
-                        str(COMPOSE / ".env.example"), "config", "--quiet"],
-                       capture_output=True, text=True, check=False)
+    """docker-compose (1.29, Debian's package) parses and validates the file with its own
+    schema. It predates the top-level `name` key, the one line left out here."""
+    exe = require_tool("docker-compose", " (apt-get install docker-compose; scripts/setup.sh)")
+    text = "".join(line for line in COMPOSE_FILE.read_text().splitlines(keepends=True)
+                   if not line.startswith("name: "))
+    r = subprocess.run([exe, "-p", "wasp", "-f", "-", "config"], input=text, cwd=COMPOSE,
+                       capture_output=True, text=True, check=False, timeout=120)
     assert r.returncode == 0, r.stderr
+    resolved = yaml.safe_load(r.stdout)
+    assert set(resolved["services"]) == set(yaml.safe_load(text)["services"])
+    for name, sec in resolved["secrets"].items():
+        assert Path(sec["file"]).parent == COMPOSE / "secrets", name
+    # and a broken file is refused, so the check is real
+    bad = text.replace("    restart: unless-stopped\n", "    restart: [unless-stopped]\n", 1)
+    r = subprocess.run([exe, "-p", "wasp", "-f", "-", "config", "-q"], input=bad, cwd=COMPOSE,
+                       capture_output=True, text=True, check=False, timeout=120)
+    assert r.returncode != 0 and "restart" in r.stderr
+
+
+def test_make_secrets(tmp_path: Path) -> None:
+    secrets = _make_secrets(tmp_path / "secrets")
+    assert oct(secrets.stat().st_mode & 0o777) == "0o700"
+    assert oct((secrets / "ca.key").stat().st_mode & 0o777) == "0o600"
+    before = {f.name: f.read_bytes() for f in secrets.iterdir()}
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    for name, sec in compose["secrets"].items():
+        if name not in ("pagerduty_routing_key", "slack_webhook_url"):
+            assert (secrets / Path(sec["file"]).name).stat().st_size > 0, name
+    # the web configuration is valid and its hash matches the scrape password
+    web = _run_secrets(secrets, tmp_path / "run")
+    from wasp.exporter.webconfig import load_web_config
+
+    text = (web / "wasp_web_config").read_text().replace("/run/secrets/", f"{web}/")
+    (web / "wasp_web_config").write_text(text)
+    cfg = load_web_config(web / "wasp_web_config")
+    assert cfg.tls is not None
+    import bcrypt
+
+    assert bcrypt.checkpw((web / "prometheus_scrape_password").read_bytes(),
+                          cfg.users_map["prometheus"])
+    # running it again keeps every file
+    _make_secrets(secrets)
+    assert {f.name: f.read_bytes() for f in secrets.iterdir()} == before
+
+
+def _make_secrets(dest: Path) -> Path:
+    r = subprocess.run(["bash", str(COMPOSE / "make-secrets.sh"), str(dest)],
+                       env={**os.environ, "WASP_PYTHON": sys.executable}, capture_output=True,
+                       text=True, check=False, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for f in dest.iterdir():
+        if f.name.endswith("_password") or f.name == "wasp_backup_passphrase":
+            assert f.read_text() not in r.stdout + r.stderr
+    return dest
+
+
+def _run_secrets(secrets: Path, run: Path) -> Path:
+    """A folder laid out as /run/secrets in the containers (compose's secret names)."""
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    run.mkdir(parents=True, exist_ok=True)
+    for name, sec in compose["secrets"].items():
+        src = secrets / Path(sec["file"]).name
+        if src.exists():
+            shutil.copy(src, run / name)
+    return run
 
 
 # -- Prometheus, Alertmanager, Grafana ----------------------------------------------------
@@ -240,7 +356,7 @@ def test_grafana_provisioning(compose: dict[str, Any]) -> None:
 
 
 def test_wasp_check_config(compose: dict[str, Any]) -> None:
-    env = {**os.environ, **DUMMY_DSNS}
+    env = dict(os.environ)
     r = subprocess.run([sys.executable, "-m", "wasp", "check-config",
                         str(COMPOSE / "wasp.yml")], capture_output=True, text=True, env=env,
                        check=False)
@@ -250,8 +366,8 @@ def test_wasp_check_config(compose: dict[str, Any]) -> None:
         "primary": "postgres", "replica1": "postgres", "replica2": "postgres",
         "pgbouncer": "pgbouncer"}
     # the exporter service sets exactly the variables the configuration names
-    exporter_env = set(compose["services"]["exporter"]["environment"])
-    assert {t.dsn_env for t in cfg.targets} <= exporter_env
+    # the exporter service mounts every password file the configuration names
+    assert {t.password_file for t in cfg.targets} <= set(_service_secrets(compose, "exporter"))
     assert _service_mount(compose, "exporter", "/etc/wasp/wasp.yml") == COMPOSE / "wasp.yml"
     assert _service_mount(compose, "backup", "/etc/wasp/wasp.yml") == COMPOSE / "wasp.yml"
     # the app pack only on the primary: replicas would count every booking again
@@ -296,10 +412,17 @@ def test_pgbouncer_ini_and_entrypoint(cluster_base: Path) -> None:
     ini = re.sub(r"(?m)^listen_addr = .*$", "listen_addr = 127.0.0.1", ini)
     ini = re.sub(r"(?m)^listen_port = .*$", f"listen_port = {port}", ini)
     ini = re.sub(r"(?m)^auth_file = .*$", f"auth_file = {work}/userlist.txt", ini)
+    run = work / "run-secrets"
+    run.mkdir()
+    (run / "app_password").write_text('a"pp pw')
+    (run / "pgbouncer_stats_password").write_text("stats-pw")
+    make_ca(run, "wasp_ca")
+    (run / "wasp_ca_crt").write_bytes((run / "wasp_ca.crt").read_bytes())
+    ini = ini.replace("/run/secrets/", f"{run}/")
     (work / "pgbouncer.ini").write_text(ini)
     chown_to_postgres(work)
-    env = {"PATH": f"{Path(PGBOUNCER).parent}:/usr/bin:/bin", "APP_PASSWORD": 'a"pp pw',
-           "PGBOUNCER_STATS_PASSWORD": "stats-pw", "PGBOUNCER_INI": str(work / "pgbouncer.ini"),
+    env = {"PATH": f"{Path(PGBOUNCER).parent}:/usr/bin:/bin", "WASP_SECRETS_DIR": str(run),
+           "PGBOUNCER_INI": str(work / "pgbouncer.ini"),
            "PGBOUNCER_AUTH_FILE": str(work / "userlist.txt")}
     proc = _popen_as_postgres([str(COMPOSE / "init" / "pgbouncer-entrypoint.sh")], env,
                               work / "out.log")
@@ -361,12 +484,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def _test_conf(dest: Path, sockets: Path) -> Path:
+def _test_conf(dest: Path, sockets: Path, tls: Path) -> Path:
     """compose's postgresql.conf and pg_hba.conf, with only file paths moved."""
     shutil.copy(COMPOSE / "postgres" / "pg_hba.conf", dest / "pg_hba.conf")
     conf = (COMPOSE / "postgres" / "postgresql.conf").read_text()
     conf = conf.replace("'/etc/wasp/pg_hba.conf'", f"'{dest / 'pg_hba.conf'}'")
     conf = conf.replace("'/var/run/postgresql'", f"'{sockets}'")
+    conf = conf.replace("'/var/lib/postgresql/tls/", f"'{tls}/")
     (dest / "postgresql.conf").write_text(conf)
     chown_to_postgres(dest)
     return dest / "postgresql.conf"
@@ -379,13 +503,28 @@ TEST_OVERRIDES = ("-c", "listen_addresses=127.0.0.1", "-c", "shared_buffers=32MB
 
 
 @pytest.fixture(scope="module")
-def stack_pg(make_cluster: Any, cluster_base: Path) -> Iterator[tuple[LocalCluster, Path]]:
-    """A PostgreSQL 15 started with compose's postgresql.conf and pg_hba.conf, initialised
-    by compose's init script."""
+def stack_secrets(cluster_base: Path) -> Path:
+    """compose/make-secrets.sh's files, laid out as /run/secrets (readable by postgres)."""
+    secrets = _make_secrets(cluster_base / "compose-secrets")
+    return _run_secrets(secrets, cluster_base / "compose-run-secrets")
+
+
+@pytest.fixture(scope="module")
+def stack_pg(make_cluster: Any, cluster_base: Path, stack_secrets: Path
+             ) -> Iterator[tuple[LocalCluster, Path]]:
+    """A PostgreSQL 15 started with compose's postgresql.conf and pg_hba.conf (TLS with the
+    certificate compose/init/tls-entrypoint.sh installs), initialised by compose's init
+    script."""
     c: LocalCluster = make_cluster("compose-primary", start=False)
     etc = cluster_base / "compose-etc"
     etc.mkdir()
-    conf = _test_conf(etc, c.socket_dir)
+    tls = cluster_base / "compose-tls"
+    r = subprocess.run([str(COMPOSE / "init" / "tls-entrypoint.sh"), "true"], check=False,
+                       env={**os.environ, "WASP_SECRETS_DIR": str(stack_secrets),
+                            "PG_TLS_DIR": str(tls)}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert oct((tls / "server.key").stat().st_mode & 0o777) == "0o600"
+    conf = _test_conf(etc, c.socket_dir, tls)
     opts = " ".join([f"-c config_file={conf}", f"-c port={c.port}",
                      *(f"-c {x}" for x in TEST_OVERRIDES[1::2])])
     log = cluster_base / "compose-primary.log"
@@ -410,43 +549,56 @@ def test_postgresql_conf_and_hba_load(stack_pg: tuple[LocalCluster, Path]) -> No
 
 
 def test_init_script_and_replica_entrypoint(stack_pg: tuple[LocalCluster, Path],
-                                            cluster_base: Path) -> None:
+                                            stack_secrets: Path, cluster_base: Path) -> None:
     """The primary's init script creates the roles, database and heartbeat; the replica
     entrypoint takes a base backup through its own slot and streams."""
     c, conf = stack_pg
     bindir = find_bindir()
     venv_bin = Path(sys.executable).parent
-    pw = {"APP_PASSWORD": "app-pw", "WASP_MONITOR_PASSWORD": "monitor-pw",
-          "WASP_REPLICATION_PASSWORD": "repl-pw", "WASP_HEARTBEAT_PASSWORD": "hb-pw"}
+    run = stack_secrets
+    pw = {name: (run / name).read_text() for name in (
+        "app_password", "wasp_monitor_password", "wasp_heartbeat_password")}
     # In the image the script runs as the postgres OS user on the Unix socket (peer). Here
     # the test's Python is not readable by that user, so the script runs as this user over
-    # loopback TCP with a superuser password: the same script, another connection.
+    # loopback TCP (TLS) with a superuser password: the same script, another connection.
     run_as_postgres([bindir / "psql", "-XAtq", "-h", str(c.socket_dir), "-p", str(c.port),
                      "-d", "postgres", "-c", "ALTER ROLE postgres PASSWORD 'super-pw'"],
                     timeout=30)
     env = {"PATH": f"{bindir}:{venv_bin}:/usr/bin:/bin", "POSTGRES_USER": "postgres",
            "PGHOST": "127.0.0.1", "PGPORT": str(c.port), "PGPASSWORD": "super-pw",
-           "WASP_PYTHON": sys.executable, "HOME": str(cluster_base), **pw}
+           "PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(run / "wasp_ca_crt"),
+           "WASP_PYTHON": sys.executable, "HOME": str(cluster_base),
+           "WASP_SECRETS_DIR": str(run), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     r = subprocess.run(["bash", str(COMPOSE / "init" / "10-wasp-primary.sh")], env=env,
                        capture_output=True, text=True, check=False, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
 
-    tcp = f"host=127.0.0.1 port={c.port} dbname=salon"
-    with psycopg.connect(f"{tcp} user=wasp_monitor password=monitor-pw") as conn:
+    for secret in pw.values():
+        assert secret not in r.stdout + r.stderr
+    tls = f"sslmode=verify-full sslrootcert={run / 'wasp_ca_crt'}"
+    tcp = f"host=127.0.0.1 port={c.port} dbname=salon {tls}"
+    monitor = f"{tcp} user=wasp_monitor password={pw['wasp_monitor_password']}"
+    with psycopg.connect(monitor) as conn:
         assert conn.execute("SELECT pg_has_role('pg_monitor', 'MEMBER')").fetchone() == (True,)
         assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
         assert conn.execute("SELECT count(*) FROM wasp.heartbeat").fetchone() == (1,)
-    with psycopg.connect(f"{tcp} user=app password=app-pw") as conn:
+    with psycopg.connect(f"{tcp} user=app password={pw['app_password']}") as conn:
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+                            ).fetchone() == (False,)
         conn.execute("CREATE TABLE salons (id int)")  # as a migration would
         conn.commit()
-    with psycopg.connect(f"{tcp} user=wasp_monitor password=monitor-pw") as conn:
+    # plain text is refused by pg_hba.conf, whatever the password
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(monitor.replace(tls, "sslmode=disable")).close()
+    with psycopg.connect(monitor) as conn:
         conn.execute("SELECT count(*) FROM salons")  # default privileges reach it
         assert conn.execute(
             "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone()
     # the heartbeat service's command, with its password from the environment
     hb = subprocess.run([sys.executable, "-m", "wasp", "replica", "heartbeat", "--count", "1",
                          "--dsn", f"{tcp} user=wasp_heartbeat"],
-                        env={**os.environ, "PGPASSWORD": "hb-pw"}, capture_output=True,
+                        env={**os.environ, "PGPASSWORD": pw["wasp_heartbeat_password"]},
+                        capture_output=True,
                         text=True, timeout=60, check=False)
     assert hb.returncode == 0, hb.stderr
 
@@ -461,7 +613,7 @@ def test_init_script_and_replica_entrypoint(stack_pg: tuple[LocalCluster, Path],
     chown_to_postgres(rsock)
     renv = {"PATH": env["PATH"], "REPLICA_NAME": "replica1", "PRIMARY_HOST": "127.0.0.1",
             "PRIMARY_PORT": str(c.port), "PGDATA": str(rdir), "PG_CONFIG_FILE": str(conf),
-            "WASP_REPLICATION_PASSWORD": "repl-pw"}
+            "WASP_SECRETS_DIR": str(run)}
     log = cluster_base / "compose-replica1.log"
     proc = _popen_as_postgres(
         [str(COMPOSE / "init" / "replica-entrypoint.sh"), "-c", f"port={rport}",
@@ -469,8 +621,8 @@ def test_init_script_and_replica_entrypoint(stack_pg: tuple[LocalCluster, Path],
     try:
         _wait_port(rport, proc, log, timeout=120)
         deadline = time.monotonic() + 60
-        with psycopg.connect(f"host=127.0.0.1 port={c.port} dbname=postgres "
-                             "user=wasp_monitor password=monitor-pw", autocommit=True) as conn:
+        with psycopg.connect(monitor.replace("dbname=salon", "dbname=postgres"),
+                             autocommit=True) as conn:
             while True:
                 row = conn.execute("SELECT application_name, state FROM pg_stat_replication"
                                    ).fetchone()
@@ -484,8 +636,7 @@ def test_init_script_and_replica_entrypoint(stack_pg: tuple[LocalCluster, Path],
         auto = (rdir / "postgresql.auto.conf").read_text()
         assert "password" not in auto and "passfile=" in auto
         assert oct((rdir / "wasp_replication.pgpass").stat().st_mode & 0o777) == "0o600"
-        with psycopg.connect(f"host=127.0.0.1 port={rport} dbname=salon "
-                             "user=wasp_monitor password=monitor-pw") as conn:
+        with psycopg.connect(monitor.replace(f"port={c.port}", f"port={rport}")) as conn:
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
     finally:
         _stop(proc)

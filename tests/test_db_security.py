@@ -20,8 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from helpers import make_ca, make_cert, samples
 
+from helpers import make_ca, make_cert, samples
 from wasp.companions.pgcluster import LocalCluster, chown_to_postgres, find_bindir, free_port
 from wasp.demo.datagen.generate import generate
 from wasp.demo.datagen.schema import create_schema

@@ -1,10 +1,14 @@
 #!/bin/bash
-# PgBouncer: write its auth file from the environment onto a tmpfs, then run it in
+# PgBouncer: write its auth file from the docker secrets onto a tmpfs, then run it in
 # the foreground (as the postgres OS user: PgBouncer refuses to run as root).
 set -euo pipefail
 
-: "${APP_PASSWORD:?APP_PASSWORD is not set}"
-: "${PGBOUNCER_STATS_PASSWORD:?PGBOUNCER_STATS_PASSWORD is not set}"
+SECRETS=${WASP_SECRETS_DIR:-/run/secrets}
+for f in app_password pgbouncer_stats_password; do
+  if [ ! -s "$SECRETS/$f" ]; then echo "pgbouncer: secret $f is missing" >&2; exit 1; fi
+done
+APP_PASSWORD=$(< "$SECRETS/app_password")
+PGBOUNCER_STATS_PASSWORD=$(< "$SECRETS/pgbouncer_stats_password")
 AUTH_FILE=${PGBOUNCER_AUTH_FILE:-/run/pgbouncer/userlist.txt}
 
 quote() { printf '"%s"' "${1//\"/\"\"}"; }

@@ -5,7 +5,11 @@
 set -euo pipefail
 
 : "${REPLICA_NAME:?REPLICA_NAME is not set}"
-: "${WASP_REPLICATION_PASSWORD:?WASP_REPLICATION_PASSWORD is not set}"
+SECRETS=${WASP_SECRETS_DIR:-/run/secrets}
+# TLS to the primary: verify-full against the stack's CA (PGSSLMODE, PGSSLROOTCERT)
+SSLMODE=${PGSSLMODE:-verify-full}
+SSLROOTCERT=${PGSSLROOTCERT:-$SECRETS/wasp_ca_crt}
+export PGSSLMODE=$SSLMODE PGSSLROOTCERT=$SSLROOTCERT
 PRIMARY_HOST=${PRIMARY_HOST:-primary}
 PRIMARY_PORT=${PRIMARY_PORT:-5432}
 PG_CONFIG_FILE=${PG_CONFIG_FILE:-/etc/wasp/postgresql.conf}
@@ -18,9 +22,12 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  if [ ! -s "$SECRETS/wasp_replication_password" ]; then
+    echo "replica $REPLICA_NAME: secret wasp_replication_password is missing" >&2; exit 1
+  fi
   pgpass="$PGDATA.pgpass"
   umask 077
-  printf '*:*:*:wasp_replication:%s\n' "$WASP_REPLICATION_PASSWORD" > "$pgpass"
+  printf '*:*:*:wasp_replication:%s\n' "$(< "$SECRETS/wasp_replication_password")" > "$pgpass"
   export PGPASSFILE="$pgpass"
   until pg_isready -q -h "$PRIMARY_HOST" -p "$PRIMARY_PORT"; do
     echo "replica $REPLICA_NAME: waiting for $PRIMARY_HOST" >&2; sleep 2
@@ -34,7 +41,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   # the password stays in a 0600 file in the data directory, never in primary_conninfo
   mv "$pgpass" "$PGDATA/wasp_replication.pgpass"
   cat >> "$PGDATA/postgresql.auto.conf" <<CONF
-primary_conninfo = 'host=$PRIMARY_HOST port=$PRIMARY_PORT user=wasp_replication passfile=$PGDATA/wasp_replication.pgpass application_name=$REPLICA_NAME'
+primary_conninfo = 'host=$PRIMARY_HOST port=$PRIMARY_PORT user=wasp_replication passfile=$PGDATA/wasp_replication.pgpass application_name=$REPLICA_NAME sslmode=$SSLMODE sslrootcert=$SSLROOTCERT'
 primary_slot_name = '$REPLICA_NAME'
 CONF
   touch "$PGDATA/standby.signal"

@@ -80,7 +80,7 @@ SERVER_KEYS = {"listen", "stale_after", "status_dir", "log_level", "log_format",
 #: paths that server.unauthenticated_paths may open to probes
 EXEMPTABLE_PATHS = ("/healthz", "/readyz")
 TARGET_KEYS = {"type", "dsn_env", "dsn_file", "dsn", "packs", "pool_max", "connect_timeout",
-               "labels"}
+               "labels", "password_file"}
 PACK_SETTINGS_KEYS = {"enabled", "options", "disable", "override"}
 OVERRIDE_KEYS = {"interval", "timeout", "max_series", "enabled"}
 
@@ -191,6 +191,7 @@ def _parse_targets(node: Node) -> tuple[TargetConfig, ...]:
             pool_max=t.child("pool_max").int(2, minimum=1, maximum=20),
             connect_timeout=t.child("connect_timeout").duration(5.0, minimum=0.5),
             labels=labels,
+            password_file=_relative(t.child("password_file")),
         ))
     if not out:
         node.error("at least one target is required")

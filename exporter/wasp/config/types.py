@@ -144,9 +144,27 @@ class TargetConfig:
     pool_max: int = 2
     connect_timeout: float = 5.0
     labels: tuple[tuple[str, str], ...] = ()
+    #: a file holding only the password (a Docker secret), added to the DSN
+    password_file: str | None = None
 
     def dsn(self) -> str:
-        """Resolve the DSN now (env variable or file)."""
+        """Resolve the DSN now (env variable or file), with the password of password_file."""
+        dsn = self._base_dsn()
+        if self.password_file is None:
+            return dsn
+        try:
+            password = Path(self.password_file).read_text().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(self.password_file, None, f"targets.{self.name}.password_file",
+                              f"cannot read the password file: {e.strerror or e}") from None
+        if not password:
+            raise ConfigError(self.password_file, None, f"targets.{self.name}.password_file",
+                              "the password file is empty")
+        from psycopg.conninfo import make_conninfo  # quotes it, for key=value and URL DSNs
+
+        return make_conninfo(dsn, password=password)
+
+    def _base_dsn(self) -> str:
         if self.dsn_inline is not None:
             return self.dsn_inline
         if self.dsn_env is not None:
