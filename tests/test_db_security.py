@@ -224,3 +224,109 @@ def test_the_exporter_refuses_a_superuser(secure_db: SecureDB, tmp_path: Path) -
     assert r.stdout == ""
     r = _exporter(secure_db, tmp_path, dsn, "--allow-superuser", packs=("postgres",))
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_no_secret_reaches_logs_metrics_help_errors_or_titles(secure_db: SecureDB,
+                                                              tmp_path: Path) -> None:
+    """A served exporter with every secret in play (database password, basic-auth password,
+    pgBackRest passphrase): grep everything it shows for each."""
+    import base64
+    import http.client
+    import ssl
+    import time
+
+    import bcrypt
+
+    monitor_pw = PASSWORDS["WASP_MONITOR_PASSWORD"]
+    scrape_pw, passphrase = "scrape-Pa55-zork", "passphrase-Pa55-bedquilt"
+    secrets = tmp_path / "secrets"
+    make_ca(secrets)
+    make_cert(secrets, "exporter", "exporter", sans=("IP:127.0.0.1",))
+    (secrets / "monitor_password").write_text(monitor_pw + "\n")
+    (secrets / "passphrase").write_text(passphrase)
+    (secrets / "web.yml").write_text(yaml.safe_dump({
+        "tls_server_config": {"cert_file": "exporter.crt", "key_file": "exporter.key"},
+        "basic_auth_users": {"prometheus": bcrypt.hashpw(scrape_pw.encode(),
+                                                         bcrypt.gensalt(4)).decode()}}))
+    port = free_port()
+    work = tmp_path / "pgbackrest"
+    cfg = tmp_path / "wasp.yml"
+    cfg.write_text(yaml.safe_dump({
+        "server": {"listen": f"127.0.0.1:{port}", "status_dir": str(tmp_path / "status"),
+                   "web_config": str(secrets / "web.yml")},
+        "targets": {"main": {
+            "dsn": secure_db.dsn("wasp_monitor", sslcert=str(secure_db.client / "client.crt"),
+                                 sslkey=str(secure_db.client / "client.key")),
+            "password_file": str(secrets / "monitor_password"),
+            "packs": ["app", "postgres", "replication", "backup"]}},
+        "backup": {"stanza": "main", "target": "main", "pg_path": str(secure_db.cluster.datadir),
+                   "config_dir": str(work / "conf"), "lock_path": str(work / "lock"),
+                   "log_path": str(work / "log"), "spool_path": str(work / "spool"),
+                   "repo": {"type": "posix", "path": str(work / "repo")},
+                   "encryption": {"passphrase_file": str(secrets / "passphrase")}}}))
+    out = tmp_path / "out.log"
+    with open(out, "w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "wasp", "exporter", "-c", str(cfg)],
+                                stdout=sink, stderr=subprocess.STDOUT, text=True)
+    ctx = ssl.create_default_context(cafile=str(secrets / "ca.crt"))
+
+    def get(path: str, pw: str | None) -> tuple[int, str]:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
+        headers = {"Authorization": "Basic " + base64.b64encode(
+            f"prometheus:{pw}".encode()).decode()} if pw else {}
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        conn.close()
+        return resp.status, body
+
+    shown: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, out.read_text()[-3000:]
+            try:
+                status, _ = get("/readyz", scrape_pw)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, out.read_text()[-3000:]
+            time.sleep(0.3)
+        status, metrics = get("/metrics", scrape_pw)
+        assert status == 200 and "wasp_backup_" in metrics and "wasp_pg_" in metrics
+        shown.append(metrics)
+        for path, pw in (("/metrics", "wrong"), ("/", None), ("/readyz", monitor_pw)):
+            status, body = get(path, pw)
+            assert status == 401
+            shown.append(body)
+        # the process title and its whole command line
+        shown.append(Path(f"/proc/{proc.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        shown.append(subprocess.run(["ps", "-o", "args=", "-p", str(proc.pid)],
+                                    capture_output=True, text=True).stdout)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    for argv in (["exporter", "--help"], ["--help"], ["backup", "--help"],
+                 ["check-config", "--list", str(cfg)]):
+        r = subprocess.run([sys.executable, "-m", "wasp", *argv], capture_output=True,
+                           text=True, timeout=60)
+        shown.append(r.stdout + r.stderr)
+    # error messages: a wrong database password, and a password pasted where a hash belongs
+    (secrets / "monitor_password").write_text("wrong-" + monitor_pw)
+    r = subprocess.run([sys.executable, "-m", "wasp", "exporter", "-c", str(cfg), "--once"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "password authentication failed" in r.stderr, r.stderr[-2000:]
+    shown.append(r.stdout + r.stderr)
+    (secrets / "web.yml").write_text(yaml.safe_dump({"basic_auth_users": {"prometheus": scrape_pw}}))
+    r = subprocess.run([sys.executable, "-m", "wasp", "exporter", "-c", str(cfg)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "basic_auth_users.prometheus" in r.stderr
+    shown.append(r.stdout + r.stderr)
+    log = out.read_text()
+    assert "listening on https://" in log and "(basic auth)" in log
+    shown.append(log)
+    shown.extend(p.read_text(errors="replace") for p in work.rglob("*") if p.is_file())
+    everything = "\n".join(shown)
+    for secret in (monitor_pw, scrape_pw, passphrase):
+        assert secret not in everything
