@@ -330,3 +330,18 @@ def test_no_secret_reaches_logs_metrics_help_errors_or_titles(secure_db: SecureD
     everything = "\n".join(shown)
     for secret in (monitor_pw, scrape_pw, passphrase):
         assert secret not in everything
+
+
+def test_a_missing_or_empty_password_file_is_a_usage_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "wasp.yml"
+    for content, what in ((None, "cannot read the password file"),
+                          ("\n", "the password file is empty")):
+        pw = tmp_path / "pw"
+        if content is not None:
+            pw.write_text(content)
+        cfg.write_text(yaml.safe_dump({"targets": {"main": {
+            "dsn": "host=localhost", "password_file": "pw", "packs": []}}}))
+        r = subprocess.run([sys.executable, "-m", "wasp", "exporter", "-c", str(cfg), "--once"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert f"{pw}: targets.main.password_file: {what}" in r.stderr, r.stderr
