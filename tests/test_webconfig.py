@@ -174,8 +174,10 @@ def test_plain_http_to_the_tls_port_fails(exporter: Callable[..., Exporter], pki
 
 def test_mutual_tls_refuses_a_client_without_a_certificate(exporter: Callable[..., Exporter],
                                                            pki: Path) -> None:
+    shutil.copy(pki / "ca.crt", pki / "clients-ca.crt")
     ex = exporter({"tls_server_config": _tls(
-        pki, client_auth_type="RequireAndVerifyClientCert", client_ca_file=str(pki / "ca.crt"))})
+        pki, client_auth_type="RequireAndVerifyClientCert",
+        client_ca_file=str(pki / "clients-ca.crt"))})
     assert ex.get("/metrics", client_cert=True).status == 200
     # TLS 1.3: the server's refusal arrives as an alert on the first read
     with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
@@ -184,13 +186,25 @@ def test_mutual_tls_refuses_a_client_without_a_certificate(exporter: Callable[..
     other = pki / "other"
     make_ca(other, "ca")
     make_cert(other, "client", "intruder")
-    ctx = ex.context()
-    ctx.load_cert_chain(other / "client.crt", other / "client.key")
-    conn = http.client.HTTPSConnection("127.0.0.1", ex.port, timeout=10, context=ctx)
+
+    def with_other_cert() -> int:
+        ctx = ex.context()
+        ctx.load_cert_chain(other / "client.crt", other / "client.key")
+        conn = http.client.HTTPSConnection("127.0.0.1", ex.port, timeout=10, context=ctx)
+        try:
+            conn.request("GET", "/metrics")
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
     with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
-        conn.request("GET", "/metrics")
-        conn.getresponse().read()
-    conn.close()
+        with_other_cert()
+    # the clients' CA rotated on disk: the next connection verifies against the new one
+    shutil.copy(other / "ca.crt", pki / "clients-ca.crt.new")
+    os.replace(pki / "clients-ca.crt.new", pki / "clients-ca.crt")
+    assert with_other_cert() == 200
+    with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+        ex.get("/metrics", client_cert=True)
 
 
 def test_a_rotated_certificate_and_password_apply_without_a_restart(
