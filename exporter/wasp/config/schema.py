@@ -140,7 +140,7 @@ def _parse_server(node: Node) -> ServerConfig:
         max_concurrent_queries=node.child("max_concurrent_queries").int(4, minimum=1, maximum=64),
         web_config=_relative(node.child("web_config")),
         unauthenticated_paths=tuple(
-            p.str(choices=EXEMPTABLE_PATHS) for p in node.child("unauthenticated_paths").sequence()),
+            p.choice(EXEMPTABLE_PATHS) for p in node.child("unauthenticated_paths").sequence()),
     )
 
 

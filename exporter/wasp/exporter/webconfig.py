@@ -155,7 +155,7 @@ def _path(node: Node, base: Path) -> str:
 def _parse_tls(node: Node, base: Path) -> TLSConfig:
     node.mapping(TLS_KEYS, required={"cert_file", "key_file"})
     auth_node = node.child("client_auth_type")
-    auth = auth_node.str("NoClientCert", choices=tuple(CLIENT_AUTH_TYPES))
+    auth = auth_node.choice(tuple(CLIENT_AUTH_TYPES), "NoClientCert")
     ca = _path(node.child("client_ca_file"), base) if node.has("client_ca_file") else None
     if CLIENT_AUTH_TYPES[auth][1] and ca is None:
         auth_node.error(f"{auth} needs client_ca_file (the CA that signs the clients' certificates)")
@@ -164,8 +164,8 @@ def _parse_tls(node: Node, base: Path) -> TLSConfig:
             "is set but client_auth_type is NoClientCert; set client_auth_type to "
             "RequireAndVerifyClientCert (or VerifyClientCertIfGiven)")
     versions = tuple(TLS_VERSIONS)
-    min_v = node.child("min_version").str("TLS12", choices=versions)
-    max_v = node.child("max_version").str("TLS13", choices=versions)
+    min_v = node.child("min_version").choice(versions, "TLS12")
+    max_v = node.child("max_version").choice(versions, "TLS13")
     if versions.index(max_v) < versions.index(min_v):
         node.child("max_version").error(f"{max_v} is below min_version {min_v}")
     suites = node.child("cipher_suites").str_list()
