@@ -48,7 +48,7 @@ class Exporter:
         self.log = open(tmp / f"wasp-{self.port}.log", "w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wasp", "exporter", "--config", str(path),
-             "--listen", f"127.0.0.1:{self.port}", *args],
+             "--listen", f"127.0.0.1:{self.port}", "--allow-superuser", *args],
             stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
     def wait_ready(self, deadline: float = 120) -> None:
