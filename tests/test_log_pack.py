@@ -358,7 +358,8 @@ def test_exporter_runs_the_log_pack_and_bad_config_exits_2(
         logged: tuple[LocalCluster, Callable[[str], Relay]], tmp_path: Path) -> None:
     c, _ = logged
     cfg = _config(c, tmp_path)
-    r = subprocess.run([sys.executable, "-m", "wasp", "exporter", "--config", str(cfg), "--once"],
+    r = subprocess.run([sys.executable, "-m", "wasp", "exporter", "--config", str(cfg), "--once",
+                        "--allow-superuser"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert 'wasp_log_pack_ready{reason="ok"} 1' in r.stdout
