@@ -11,7 +11,6 @@ drill), PgBouncer in front, SSL, a pg_monitor role: those checks pass.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -285,4 +284,38 @@ def test_good_cluster_passes(good: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert rc == 0, [c for c in report["checks"] if c["status"] == "fail"]
     assert report["score"] >= 9
     _, md = run_doctor(good, "--markdown", capsys=capsys)
-    print(md)  # noqa: T201 - shown with -s
+    print(md)
+
+
+def test_every_check_links_its_runbook_section() -> None:
+    from wasp.doctor import ALL_CHECKS
+    from wasp.doctor.gather import Facts, Setup
+
+    doc = (Path(__file__).parent.parent / "docs" / "doctor.md").read_text()
+    facts = Facts(now=0.0, settings={"max_connections": 10})
+    for check in ALL_CHECKS:
+        c = check(facts, Setup(target="t", dsn=""))
+        anchor = c.runbook.split("#")[1]
+        assert f'<a id="{anchor}"></a>' in doc, c.id
+
+
+async def test_top_statements_hide_literals_and_passwords(dsn: str) -> None:
+    from wasp.doctor.gather import Setup, gather
+    from wasp.exporter.db import TargetDB
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("CREATE ROLE doctor_secret_role")
+        conn.execute("ALTER ROLE doctor_secret_role PASSWORD 'hunter2-role-pw'")
+        conn.execute("DROP ROLE doctor_secret_role")
+        for _ in range(3):
+            conn.execute("SELECT pg_sleep(0.01), 'hunter2-literal'::text")
+    db = TargetDB("t", dsn)
+    await db.open()
+    try:
+        facts = await gather(db, Setup(target="t", dsn=dsn))
+    finally:
+        await db.close()
+    assert facts.top_statements
+    text = json.dumps(facts.top_statements)
+    assert "hunter2" not in text and "pg_sleep" in text

@@ -135,7 +135,8 @@ def pack_indexes(f: Facts, s: Setup) -> Check:
 
     def plan(t: str, col: str) -> str:
         p = f.index_plans.get((t, col))
-        return f"{p['scan']}, cost {p['cost']:.0f}" if p else "plan unknown"
+        return (f"{p['scan']}, cost {p['cost']:.0f}" if p
+                else "plan not readable by this role (EXPLAIN needs SELECT on the table)")
     if not missing:
         shown = "; ".join(f"{t}({col}): {plan(t, col)}" for t, col in wanted)
         return c("pass", f"{len(wanted)} present; the last hour reads as {shown}", value=0)

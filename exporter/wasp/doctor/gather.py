@@ -232,10 +232,13 @@ async def gather(db: TargetDB, setup: Setup, *, now: float | None = None) -> Fac
     facts.pgss_version = got[0]["extversion"] if got else None
     if facts.pgss_version:
         facts.top_statements = await _rows(db, facts, "top_statements", r"""
-            SELECT left(regexp_replace(query, '\s+', ' ', 'g'), 100) AS query,
+            SELECT left(regexp_replace(regexp_replace(query, '\s+', ' ', 'g'),
+                                       '''[^'']*''', '?', 'g'), 100) AS query,
                    calls::float8 AS calls, (total_exec_time / 1000)::float8 AS total_seconds,
                    (mean_exec_time / 1000)::float8 AS mean_seconds
-              FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 5""", t)
+              FROM pg_stat_statements
+             WHERE query !~* '(password|passphrase|secret)'
+             ORDER BY total_exec_time DESC LIMIT 5""", t)
     got = await _rows(db, facts, "bgwriter", """
         SELECT checkpoints_timed::float8 AS timed, checkpoints_req::float8 AS requested
           FROM pg_stat_bgwriter""", t)
@@ -318,7 +321,8 @@ async def _backup(s: BackupSettings, status_dir: Path, t: float) -> dict[str, An
     out: dict[str, Any] = {"stanza": s.stanza, "schedule": {
         k: getattr(s.schedule, k) for k in ("full", "diff", "incr", "drill")}}
     records = await asyncio.to_thread(load_records, status_dir, s.stanza)
-    out["drill"] = ({k: records.drill.get(k) for k in ("ok", "finished_at", "label")}
+    out["drill"] = ({k: records.drill.get(k) for k in ("state", "finished_at", "last_success_at",
+                                                        "label")}
                     if records.drill else None)
     secrets = await asyncio.to_thread(resolve_secrets, s)
     try:
