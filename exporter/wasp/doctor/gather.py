@@ -31,7 +31,7 @@ from wasp.companions.backup.records import load_records, newest_completed, newes
 from wasp.config.backup import BackupSettings, resolve_secrets
 from wasp.exporter.db import DBError, TargetDB
 
-__all__ = ["PACK_INDEXES", "Facts", "Setup", "gather", "machine_memory"]
+__all__ = ["PACK_INDEXES", "Facts", "Setup", "gather", "machine_memory", "top_statements"]
 
 #: (table, leading column) of the indexes the built-in packs need (exporter/wasp/sql/app_indexes.sql)
 PACK_INDEXES: tuple[tuple[str, str], ...] = (
@@ -231,14 +231,7 @@ async def gather(db: TargetDB, setup: Setup, *, now: float | None = None) -> Fac
                       t)
     facts.pgss_version = got[0]["extversion"] if got else None
     if facts.pgss_version:
-        facts.top_statements = await _rows(db, facts, "top_statements", r"""
-            SELECT left(regexp_replace(regexp_replace(query, '\s+', ' ', 'g'),
-                                       '''[^'']*''', '?', 'g'), 100) AS query,
-                   calls::float8 AS calls, (total_exec_time / 1000)::float8 AS total_seconds,
-                   (mean_exec_time / 1000)::float8 AS mean_seconds
-              FROM pg_stat_statements
-             WHERE query !~* '(password|passphrase|secret)'
-             ORDER BY total_exec_time DESC LIMIT 5""", t)
+        facts.top_statements = await top_statements(db, facts, t)
     got = await _rows(db, facts, "bgwriter", """
         SELECT checkpoints_timed::float8 AS timed, checkpoints_req::float8 AS requested
           FROM pg_stat_bgwriter""", t)
@@ -252,6 +245,19 @@ async def gather(db: TargetDB, setup: Setup, *, now: float | None = None) -> Fac
     if setup.backup is not None:
         facts.backup = await _backup(setup.backup, setup.status_dir, t)
     return facts
+
+
+async def top_statements(db: TargetDB, facts: Facts, t: float, *, limit: int = 5
+                         ) -> list[dict[str, Any]] | None:
+    """The statements with the most total time: literals as ?, password statements left out."""
+    return await _rows(db, facts, "top_statements", r"""
+        SELECT left(regexp_replace(regexp_replace(query, '\s+', ' ', 'g'),
+                                   '''[^'']*''', '?', 'g'), 100) AS query,
+               calls::float8 AS calls, (total_exec_time / 1000)::float8 AS total_seconds,
+               (mean_exec_time / 1000)::float8 AS mean_seconds
+          FROM pg_stat_statements
+         WHERE query !~* '(password|passphrase|secret)'
+         ORDER BY total_exec_time DESC LIMIT %s""", t, (limit,))
 
 
 async def _archiver(db: TargetDB, facts: Facts, t: float) -> None:
