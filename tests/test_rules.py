@@ -25,7 +25,7 @@ from wasp.mixin.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
-RULE_FILES = [RULES / "wasp-alerts.yml", RULES / "wasp-recording.yml"]
+RULE_FILES = [RULES / "wasp-alerts.yml", RULES / "wasp-recording.yml", RULES / "wasp-slo.yml"]
 
 
 def _load(path: Path) -> Any:
@@ -33,11 +33,13 @@ def _load(path: Path) -> Any:
 
 
 def _alert_rules() -> list[dict[str, Any]]:
-    return [r for g in _load(RULES / "wasp-alerts.yml")["groups"] for r in g["rules"]]
+    return [r for f in ("wasp-alerts.yml", "wasp-slo.yml") for g in _load(RULES / f)["groups"]
+            for r in g["rules"] if "alert" in r]
 
 
 def _recording_rules() -> list[dict[str, Any]]:
-    return [r for g in _load(RULES / "wasp-recording.yml")["groups"] for r in g["rules"]]
+    return [r for f in ("wasp-recording.yml", "wasp-slo.yml") for g in _load(RULES / f)["groups"]
+            for r in g["rules"] if "record" in r]
 
 
 def _unit_tests() -> list[dict[str, Any]]:
