@@ -171,7 +171,7 @@ def test_every_recording_rule_has_a_promtool_case() -> None:
 
 _FUNCTIONS = {"sum", "max", "min", "count", "avg", "rate", "increase", "time", "clamp_min",
               "absent", "scalar", "and", "or", "unless", "offset", "Inf", "bool",
-              "histogram_quantile", "hour", "day_of_week"}
+              "histogram_quantile", "hour", "day_of_week", "max_over_time"}
 
 
 def _in_catalog(name: str) -> bool:
