@@ -32,7 +32,7 @@ from wasp.demo.datagen.schema import create_schema
 from wasp.doctor import cli as doctor_cli
 from wasp.doctor.checks_db import non_local_address
 from wasp.doctor.checks_ops import schedule_gap
-from wasp.doctor.model import Check, score
+from wasp.doctor.model import Check, Severity, Status, score
 from wasp.doctor.options import parse_options
 from wasp.doctor.report import json_schema
 from wasp.packs import make_engine
@@ -175,7 +175,9 @@ def test_pure_rules() -> None:
     assert non_local_address("0.0.0.0/0") and non_local_address("10.0.0.0/8")
     assert non_local_address(None) is False and not non_local_address("127.0.0.1/32")
     assert not non_local_address("::1/128") and non_local_address("all")
-    mk = lambda st, sev: Check("a.b", "schema", "t", sev, st, "e")  # noqa: E731
+    def mk(st: Status, sev: Severity) -> Check:
+        return Check("a.b", "schema", "t", sev, st, "e")
+
     assert score([mk("pass", "critical"), mk("fail", "info")]) == 7.5
     assert score([mk("warn", "warning"), mk("skip", "critical")]) == 5.0
 

@@ -100,13 +100,17 @@ async def test_app_pack_sli_queries(dsn: str) -> None:
     assert set(queries) == {"sli_outbound_messages", "sli_webhooks", "sli_bookings"}
     db = TargetDB("main", dsn)
     await db.open()
-    collectors = {n: EventCounterCollector(dataclasses.replace(
-        q, events=dataclasses.replace(q.events, settle_after=2.0)), "main")  # type: ignore[arg-type]
-        for n, q in queries.items()}
+    collectors = {}
+    for n, q in queries.items():
+        assert q.events is not None
+        fast = dataclasses.replace(q.events, settle_after=2.0)
+        collectors[n] = EventCounterCollector(dataclasses.replace(q, events=fast), "main")
     try:
         for c in collectors.values():
             await rounds_until(c, db, lambda f: True)
-        uid = lambda: uuid.uuid4().hex  # noqa: E731
+        def uid() -> str:
+            return uuid.uuid4().hex
+
         with psycopg.connect(dsn, autocommit=True) as conn:
             for direction, status in (("OUTBOUND", "DELIVERED"), ("OUTBOUND", "READ"),
                                       ("OUTBOUND", "FAILED"), ("INBOUND", "DELIVERED")):
@@ -125,7 +129,7 @@ async def test_app_pack_sli_queries(dsn: str) -> None:
                     f"'cut', 'm1', date_trunc('day', {NOW}) + interval '1 day' + %s::time, "
                     f"{NOW} + %s * interval '1 millisecond', {NOW})",
                     (uid(), code, start, ord(code)))
-        want = {
+        want: dict[str, tuple[str, dict[tuple[str, ...], float]]] = {
             "sli_outbound_messages": ("wasp_app_sli_outbound_messages_total",
                                       {("DELIVERED",): 1.0, ("READ",): 1.0, ("FAILED",): 1.0}),
             "sli_webhooks": ("wasp_app_sli_webhook_events_total",
@@ -134,8 +138,10 @@ async def test_app_pack_sli_queries(dsn: str) -> None:
                              {("ok",): 2.0, ("double_booked",): 1.0}),
         }
         for name, (metric, expect) in want.items():
-            fams = await rounds_until(collectors[name], db,
-                                      lambda f, m=metric, e=expect: totals(f, m) == e)
+            def settled(f: list[Family], m: str = metric,
+                        e: dict[tuple[str, ...], float] = expect) -> bool:
+                return totals(f, m) == e
+            fams = await rounds_until(collectors[name], db, settled)
             assert totals(fams, metric) == expect, name
     finally:
         await db.close()
