@@ -132,6 +132,7 @@ def test_markdown_and_text_reports(poor: Path, capsys: pytest.CaptureFixture[str
     assert "FAIL  backup.archiving [critical]: archive_mode=off" in text
     assert "fix: ALTER SYSTEM SET archive_mode = on" in text
     assert "password=" not in md + text
+    print(md)  # shown with -s
 
 
 async def test_doctor_pack_exports_a_gauge_per_check(poor: Path) -> None:
