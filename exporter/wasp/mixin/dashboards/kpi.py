@@ -89,8 +89,9 @@ def query_time(s: Settings) -> list[Panel]:
 
 def backup_success(s: Settings) -> list[Panel]:
     """KPI 4: backup success: every last attempt succeeded and the last drill passed."""
-    expr = (f"min(min({sel('wasp_backup_last_attempt_success')}) "
-            f"or min({sel('wasp_backup_drill_last_success')}))")
+    # the label sets differ (type), so `or` keeps every series of both
+    expr = (f"min({sel('wasp_backup_last_attempt_success')} "
+            f"or {sel('wasp_backup_drill_last_success')})")
     steps = [(None, RED), (1, "green")]
     return [stat("Backup success (target 100%)", Target(expr), unit="percentunit", w=6,
                  thresholds=steps),
