@@ -58,6 +58,11 @@ def _logtail() -> Subcommand:
     return cli
 
 
+def _doctor() -> Subcommand:
+    from wasp.doctor import cli
+    return cli
+
+
 def _catalog() -> Subcommand:
     from wasp import catalog
     return catalog
@@ -80,6 +85,7 @@ DELEGATED: dict[str, tuple[Callable[[], Subcommand], str]] = {
     "backup": (_backup, "pgBackRest backups, WAL archiving and restore drills"),
     "replica": (_replica, "streaming replicas: setup, status, promote, rejoin"),
     "logtail": (_logtail, "follow PostgreSQL's jsonlog beside the server (the log pack alone)"),
+    "doctor": (_doctor, "check a live cluster for production readiness: score, evidence, fixes"),
     "catalog": (_catalog, "list every metric wasp exports (the metric catalog)"),
     "rules": (_rules, "generate Prometheus alert and recording rules"),
     "dashboards": (_dashboards, "generate Grafana dashboards"),

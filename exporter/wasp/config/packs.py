@@ -15,7 +15,7 @@ __all__ = ["BUILTIN_PACKS", "PYTHON_PACK_NAMES", "YAML_PACKS", "load_pack", "pac
 #: packs written as YAML query files inside the package (wasp/packs/<name>.yaml)
 YAML_PACKS = ("app", "postgres", "replication")
 #: packs implemented in Python (their collectors: wasp.packs.PYTHON_PACKS)
-PYTHON_PACK_NAMES = ("pgbouncer", "backup", "replica", "log")
+PYTHON_PACK_NAMES = ("pgbouncer", "backup", "replica", "log", "doctor", "probe")
 BUILTIN_PACKS = YAML_PACKS + PYTHON_PACK_NAMES
 
 PACK_KEYS = {"pack", "description", "options", "defaults", "queries"}

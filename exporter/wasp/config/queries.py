@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from wasp.config.events import parse_events
 from wasp.config.nodes import Node
 from wasp.config.types import (
     DIRECTIONS,
@@ -25,7 +26,7 @@ OPTION_RE = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 
 QUERY_KEYS = {
     "sql", "labels", "values", "interval", "timeout", "max_series", "enabled", "role",
-    "help", "requires", "window", "targets",
+    "help", "requires", "window", "targets", "events",
 }
 VALUE_KEYS = {"column", "metric", "type", "help", "unit", "const_labels"}
 WINDOW_KEYS = {"table", "time_column", "length", "where", "group_by", "aggregates",
@@ -39,9 +40,10 @@ def parse_query(name: str, node: Node, *, pack: str | None, options: Mapping[str
     """Parse one query definition (pack or user)."""
     if not NAME_RE.match(name):
         node.error("query names must match [a-z][a-z0-9_]*")
-    node.mapping(QUERY_KEYS, required={"sql", "values"})
+    # an events query generates its SQL from its events: block
+    node.mapping(QUERY_KEYS, required={"values"} if node.has("events") else {"sql", "values"})
     d = defaults or {}
-    sql = _substitute(node.child("sql"), options)
+    sql = _substitute(node.child("sql"), options) if node.has("sql") else ""
     labels = node.child("labels").str_list()
     for i, lab in enumerate(labels):
         if not LABEL_NAME_RE.match(lab) or lab.startswith("__"):
@@ -73,6 +75,13 @@ def parse_query(name: str, node: Node, *, pack: str | None, options: Mapping[str
         for v in values:
             if v.column not in agg_cols:
                 wnode.child("aggregates").error(f"has no aggregate for value column {v.column!r}")
+    events = None
+    if node.has("events"):
+        if window is not None:
+            node.child("events").error("a query has a window: or an events: block, not both")
+        events = parse_events(node.child("events"), lambda n: _substitute(n, options), labels,
+                              {v.column: v.type for v in values})
+        sql = sql or events.settled_sql(interval)
     targets = None
     if node.has("targets"):
         targets = node.child("targets").str_list()
@@ -90,6 +99,7 @@ def parse_query(name: str, node: Node, *, pack: str | None, options: Mapping[str
         help=node.child("help").str(""),
         requires=_parse_requires(node.child("requires")),
         window=window,
+        events=events,
         targets=targets,
         source=f"{node.file}:{node.line}",
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from wasp.config.events import EventsDef
 from wasp.config.nodes import ConfigError
 from wasp.model import METRIC_TYPES, MetricType
 
@@ -126,6 +127,8 @@ class QueryDef:
     help: str = ""
     requires: Requires = field(default_factory=Requires)
     window: WindowDef | None = None
+    #: rows counted once into counters when they settle (wasp.config.events)
+    events: EventsDef | None = None
     #: target names; None = every postgres target that runs this query's pack
     targets: tuple[str, ...] | None = None
     source: str = ""

@@ -139,6 +139,10 @@ class Engine:
         return out
 
     def _sql_collector(self, q: QueryDef, t: TargetConfig) -> Collector:
+        if q.events is not None:
+            from wasp.exporter.windows.events import EventCounterCollector
+
+            return EventCounterCollector(q, t.name)
         if q.window is not None:
             from wasp.exporter.windows import make_window_collector
 

@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["FOR_DEFAULTS", "Settings", "SettingsError", "load_settings", "spoken"]
+__all__ = ["FOR_DEFAULTS", "Settings", "SettingsError", "load_settings", "parse_burn_windows",
+           "spoken"]
 
 _MiB = 1024 * 1024
 _GiB = 1024 * _MiB
@@ -97,6 +98,18 @@ FOR_DEFAULTS: dict[str, str] = {
     "WaspSuperuserLoginFromNetwork": "0m",
     "WaspQueryLatencyP95High": "10m",
     "WaspLogPackNotReady": "30m",
+    # SLOs: multi-window burn rates (the short window already guards against blips)
+    "WaspSLODatabaseAvailabilityBurn.page": "2m",
+    "WaspSLODatabaseAvailabilityBurn.warning": "15m",
+    "WaspSLOMessagesDeliveredBurn.page": "2m",
+    "WaspSLOMessagesDeliveredBurn.warning": "15m",
+    "WaspSLOWebhooksProcessedBurn.page": "2m",
+    "WaspSLOWebhooksProcessedBurn.warning": "15m",
+    "WaspSLOBookingsCleanBurn.page": "2m",
+    "WaspSLOBookingsCleanBurn.warning": "15m",
+    # doctor
+    "WaspDoctorCriticalCheckFailing": "15m",
+    "WaspDoctorScoreDropped": "15m",
 }
 
 
@@ -180,6 +193,25 @@ class Settings:
     log_query_p95_seconds: float = 0.1
     #: statements a second under which the p95 alert stays quiet (too few to tell)
     log_query_min_rate: float = 0.1
+    # SLOs: the fraction of good events promised over slo_window (rules/slo.py)
+    slo_window: str = "30d"
+    slo_database_availability: float = 0.999
+    slo_messages_delivered: float = 0.99
+    slo_webhooks_processed: float = 0.995
+    slo_bookings_clean: float = 0.999
+    # burn-rate pairs (long, short window, burn rate): the SRE workbook's, page then ticket
+    slo_page_windows: str = "1h/5m:14.4,6h/30m:6"
+    slo_ticket_windows: str = "1d/2h:3,3d/6h:1"
+    # the production-readiness report's KPI targets (the KPI board)
+    kpi_replication_lag_seconds: float = 5
+    kpi_query_mean_seconds: float = 0.1
+    kpi_rto_seconds: float = 3600
+    kpi_rpo_seconds: float = 300
+    kpi_pool_usage_ratio: float = 0.8
+    # doctor: alert below this score, or when it fell this much within doctor_score_window
+    doctor_score_min: float = 7
+    doctor_score_drop: float = 1
+    doctor_score_window: str = "1d"
 
     def for_of(self, alert: str, severity: str) -> str:
         """The `for` of an alert at a severity (KeyError when the settings lack it)."""
@@ -241,6 +273,9 @@ def _convert(name: str, value: Any, node: yaml.Node, file: str, key: str) -> Any
                 isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in value)):
             raise err("expected a non-empty list of days of the week, 0 (Sunday) to 6")
         return tuple(sorted(set(value)))
+    if name.startswith("slo_") and kind == "float" and not (
+            isinstance(value, float) and 0 < value < 1):
+        raise err(f"expected an objective between 0 and 1 (0.999 for 99.9%), got {value!r}")
     if kind in _NUMBER_TYPES:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if kind == "int":
@@ -251,6 +286,10 @@ def _convert(name: str, value: Any, node: yaml.Node, file: str, key: str) -> Any
         if name.endswith("_hour") and value > 24:
             raise err(f"expected an hour of the day, 0 to 24, got {value!r}")
         return _NUMBER_TYPES[kind](value)
+    if name in ("slo_page_windows", "slo_ticket_windows"):
+        if not isinstance(value, str) or parse_burn_windows(value) is None:
+            raise err("expected pairs like 1h/5m:14.4,6h/30m:6 (long/short window:burn rate)")
+        return value
     if name.endswith("_window") or name == "comparison_offset":
         return _duration(value, err)
     if not isinstance(value, str) or not value:
@@ -330,6 +369,20 @@ def load_settings(path: str | Path, base: Settings | None = None) -> Settings:
     finally:
         loader.dispose()
     return (base or Settings()).replace(**changes)
+
+
+_BURN_RE = re.compile(r"^(\d+[mhd])/(\d+[mhd]):(\d+(?:\.\d+)?)$")
+
+
+def parse_burn_windows(text: str) -> tuple[tuple[str, str, float], ...] | None:
+    """`1h/5m:14.4,6h/30m:6` -> (("1h", "5m", 14.4), ("6h", "30m", 6.0)); None when malformed."""
+    out = []
+    for part in text.split(","):
+        m = _BURN_RE.match(part.strip())
+        if m is None:
+            return None
+        out.append((m.group(1), m.group(2), float(m.group(3))))
+    return tuple(out) or None
 
 
 _UNITS = {"ms": "millisecond", "s": "second", "m": "minute", "h": "hour", "d": "day",

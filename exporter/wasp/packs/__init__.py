@@ -2,7 +2,7 @@
 
 YAML packs (``app``, ``postgres``, ``replication``) are query files beside this
 module, loaded by the configuration layer. Python packs (``pgbouncer``,
-``backup``, ``replica``, ``log``) are modules here with a metric list and a collector
+``backup``, ``replica``, ``log``, ``doctor``, ``probe``) are modules here with a metric list and a collector
 builder; ``PYTHON_PACKS`` is their typed registry, and ``make_engine`` builds an
 engine with the collectors of every pack a configuration asks for.
 """
@@ -16,7 +16,7 @@ from wasp.config.schema import PYTHON_PACK_NAMES, YAML_PACKS, Config
 from wasp.exporter.collector import Collector
 from wasp.exporter.engine import Engine
 from wasp.model import MetricSpec
-from wasp.packs import backup, log, pgbouncer, replica
+from wasp.packs import backup, doctor, log, pgbouncer, probe, replica
 
 __all__ = ["PYTHON_PACKS", "YAML_PACKS", "PythonPack", "make_engine", "pack_metrics",
            "python_collectors"]
@@ -36,6 +36,8 @@ PYTHON_PACKS: dict[str, PythonPack] = {
     "backup": backup,
     "replica": replica,
     "log": log,
+    "doctor": doctor,
+    "probe": probe,
 }
 assert tuple(PYTHON_PACKS) == PYTHON_PACK_NAMES
 

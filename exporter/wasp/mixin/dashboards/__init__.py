@@ -21,6 +21,7 @@ from typing import Any
 from wasp.mixin import output
 from wasp.mixin.dashboards.business import BUSINESS
 from wasp.mixin.dashboards.exporter import EXPORTER
+from wasp.mixin.dashboards.kpi import KPI
 from wasp.mixin.dashboards.log import LOG
 from wasp.mixin.dashboards.panels import Dashboard, Panel, age, agg, rate, sel
 from wasp.mixin.dashboards.pgbouncer import PGBOUNCER
@@ -31,7 +32,8 @@ from wasp.mixin.settings import Settings
 __all__ = ["DASHBOARDS", "Dashboard", "Panel", "add_arguments", "age", "agg", "build_all", "main",
            "rate", "render", "sel"]
 
-DASHBOARDS: tuple[Dashboard, ...] = (BUSINESS, POSTGRES, REPLICATION, PGBOUNCER, EXPORTER, LOG)
+DASHBOARDS: tuple[Dashboard, ...] = (KPI, BUSINESS, POSTGRES, REPLICATION, PGBOUNCER, EXPORTER,
+                                    LOG)
 
 
 def render(model: dict[str, Any]) -> str:

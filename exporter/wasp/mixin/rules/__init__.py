@@ -22,12 +22,14 @@ from wasp.mixin import output
 from wasp.mixin.rules import (
     app,
     backup,
+    doctor,
     exporter,
     log,
     pgbouncer,
     postgres,
     recording,
     replication,
+    slo,
 )
 from wasp.mixin.rules.files import anchor, render
 from wasp.mixin.rules.model import Alert, Builder, Case, Fired, Group, Recording, Series
@@ -41,8 +43,8 @@ __all__ = [
 
 #: the rule groups in output order: recording rules first, so alerts can use them
 GROUPS: tuple[Callable[[Builder], None], ...] = (
-    recording.build, exporter.build, app.build, postgres.build, replication.build,
-    backup.build, pgbouncer.build, log.build,
+    recording.build, slo.build, exporter.build, app.build, postgres.build,
+    replication.build, backup.build, pgbouncer.build, log.build, doctor.build,
 )
 
 

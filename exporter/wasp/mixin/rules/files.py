@@ -11,7 +11,7 @@ from wasp.mixin.rules.model import Alert, Group, Series
 from wasp.mixin.rules.templates import render_template
 from wasp.mixin.settings import Settings
 
-__all__ = ["anchor", "render", "rule_files", "test_files"]
+__all__ = ["SLO_FILE", "anchor", "render", "rule_files", "test_files"]
 
 
 def anchor(name: str) -> str:
@@ -24,18 +24,29 @@ def _annotations(cfg: Settings, a: Alert) -> dict[str, str]:
             "summary": a.summary}
 
 
+#: the SLO groups live in their own file: their 30-day ranges would slow every other test
+SLO_FILE = "wasp-slo.yml"
+
+
+def _is_slo(g: Group) -> bool:
+    return g.name.startswith("wasp-slo")
+
+
 def rule_files(cfg: Settings, groups: list[Group]) -> dict[str, Any]:
-    """The rule files as data: wasp-alerts.yml and wasp-recording.yml."""
-    alerts, recs = [], []
+    """The rule files as data: wasp-alerts.yml, wasp-recording.yml and wasp-slo.yml."""
+    alerts: list[dict[str, Any]] = []
+    recs: list[dict[str, Any]] = []
+    slo: list[dict[str, Any]] = []
     for g in groups:
         if g.recordings:
-            recs.append({"name": g.name, "rules": [
+            (slo if _is_slo(g) else recs).append({"name": g.name, "rules": [
                 {"expr": r.expr, "record": r.record} for r in g.recordings]})
         if g.alerts:
-            alerts.append({"name": g.name, "rules": [
+            (slo if _is_slo(g) else alerts).append({"name": g.name, "rules": [
                 {"alert": a.name, "annotations": _annotations(cfg, a), "expr": a.expr,
                  "for": a.for_, "labels": {"severity": a.severity}} for a in g.alerts]})
-    return {"wasp-alerts.yml": {"groups": alerts}, "wasp-recording.yml": {"groups": recs}}
+    return {"wasp-alerts.yml": {"groups": alerts}, "wasp-recording.yml": {"groups": recs},
+            SLO_FILE: {"groups": slo}}
 
 
 def _series_text(s: Series) -> str:
@@ -58,7 +69,7 @@ def test_files(cfg: Settings, groups: list[Group]) -> dict[str, Any]:
         if rec_tests:
             out[f"tests/{g.name}.test.yml"] = {
                 "evaluation_interval": "1m",
-                "rule_files": ["../wasp-recording.yml"],
+                "rule_files": [f"../{SLO_FILE}" if _is_slo(g) else "../wasp-recording.yml"],
                 "tests": rec_tests,
             }
         if not g.alerts:
@@ -90,8 +101,9 @@ def test_files(cfg: Settings, groups: list[Group]) -> dict[str, Any]:
             out[f"tests/{g.name}{suffix}.test.yml"] = {
                 "evaluation_interval": interval,
                 # recordings first, so alerts see this step's recorded values
-                "group_eval_order": [x.name for x in groups],
-                "rule_files": ["../wasp-alerts.yml", "../wasp-recording.yml"],
+                "group_eval_order": [x.name for x in groups if _is_slo(x) == _is_slo(g)],
+                "rule_files": [f"../{SLO_FILE}"] if _is_slo(g) else [
+                    "../wasp-alerts.yml", "../wasp-recording.yml"],
                 "tests": group_tests,
             }
     return out

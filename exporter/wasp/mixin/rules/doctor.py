@@ -1,0 +1,53 @@
+"""Alerts on the doctor pack: a critical readiness check failing, the score dropping."""
+
+from __future__ import annotations
+
+from wasp.mixin.promql import num
+from wasp.mixin.rules.model import Builder, Case, Fired, series, t
+
+
+def build(b: Builder) -> None:
+    """WaspDoctorCriticalCheckFailing and WaspDoctorScoreDropped."""
+    cfg = b.cfg
+    g = b.group("wasp-doctor")
+    q = b.q()
+    b.alert(g, "WaspDoctorCriticalCheckFailing", "warning", q, f"""
+{q("wasp_doctor_check_status", severity="critical")} == 2
+""",
+        "Critical readiness check {{ $labels.check }} fails on {{ $labels.target }}",
+        "wasp doctor's critical check {{ $labels.check }} ({{ $labels.group }}) fails on "
+        "{{ $labels.target }}. Run `wasp doctor --target {{ $labels.target }}` for the evidence "
+        "and the fix (docs/doctor.md).",
+        [Case("archiving off", (
+            series("wasp_doctor_check_status", "2x30",
+                   **t(check="backup.archiving", group="backups", severity="critical")),
+            series("wasp_doctor_check_status", "2x30",
+                   **t(check="schema.bloat", group="schema", severity="warning")),
+        ), "20m", (Fired(t(check="backup.archiving", group="backups", severity="critical"), 2,
+                         "warning"),)),
+         Case("skipped, passing and warning checks", (
+             series("wasp_doctor_check_status", "-1x30",
+                    **t(check="security.hba_trust", group="security", severity="critical")),
+             series("wasp_doctor_check_status", "0x30",
+                    **t(check="security.ssl", group="security", severity="critical")),
+             series("wasp_doctor_check_status", "1x30",
+                    **t(check="connections.headroom", group="connections", severity="critical")),
+         ), "20m")])
+
+    q = b.q()
+    score = q("wasp_doctor_score")
+    b.alert(g, "WaspDoctorScoreDropped", "warning", q, f"""
+{score} < {num(cfg.doctor_score_min)}
+or
+max_over_time({score}[{cfg.doctor_score_window}]) - {score} >= {num(cfg.doctor_score_drop)}
+""",
+        "The readiness score of {{ $labels.target }} dropped",
+        f"wasp doctor's score on {{{{ $labels.target }}}} is below {num(cfg.doctor_score_min)} "
+        f"or fell by {num(cfg.doctor_score_drop)} or more within {cfg.doctor_score_window}: a "
+        "check that passed fails now. `wasp doctor --target {{ $labels.target }}` says which.",
+        [Case("score falls from 9.5 to 8", (
+            series("wasp_doctor_score", "9.5x20 8x30", **t()),), "40m", (Fired(t(), 1.5, "warning"),)),
+         Case("score low from the start", (
+             series("wasp_doctor_score", "5x30", **t()),), "20m", (Fired(t(), 5, "warning"),)),
+         Case("score steady at 8.5", (
+             series("wasp_doctor_score", "8.5x60", **t()),), "50m")])
