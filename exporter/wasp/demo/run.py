@@ -1,5 +1,13 @@
-"""Run the demo: a local PostgreSQL with synthetic salon data written live, the exporter,
-and Prometheus + Alertmanager when they are installed. Ctrl-C stops everything it started.
+"""Run the demo: the topology an operator runs (a primary and two streaming replicas with
+the heartbeat writer, pgBackRest with async archiving, PgBouncer with the live writer
+behind it, the exporter with every pack, Prometheus, Alertmanager and a local
+notification receiver standing in for Slack and PagerDuty), or with --minimal one
+PostgreSQL and the exporter. Ctrl-C stops everything it started.
+
+    wasp demo                      run it (a second run reuses the data)
+    wasp demo break NAME           a fault drill on the running demo (NAME: see `wasp demo drills`)
+    wasp demo heal NAME            undo it, and follow the resolved notification
+    wasp demo notifications        what the Slack and PagerDuty stand-ins received
 """
 
 from __future__ import annotations
@@ -33,8 +41,20 @@ DB = "salon"
 MONITOR_ROLE = "wasp_monitor"
 
 
+ACTIONS = ("run", "break", "heal", "notifications", "drills")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `wasp demo`."""
+    p.add_argument("action", nargs="?", default="run", choices=ACTIONS,
+                   help="run (default), break NAME, heal NAME, notifications, drills")
+    p.add_argument("drill", nargs="?", metavar="NAME", help="the drill to break or heal")
+    p.add_argument("--minimal", action="store_true",
+                   help="one PostgreSQL, the exporter, Prometheus and Alertmanager (the small demo)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="break/heal: do not follow the receiver for the notification")
+    p.add_argument("--last", type=int, default=20, metavar="N",
+                   help="notifications: how many (default 20)")
     p.add_argument("--data-dir", default=".wasp-demo", metavar="DIR",
                    help="where the demo keeps its cluster, configs and Prometheus data "
                    "(default: ./.wasp-demo; reused on the next run)")
@@ -264,7 +284,21 @@ def _exporter_config(home: Path, monitor_dsn: str, listen: str) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the demo until Ctrl-C (or --duration)."""
+    """Run the demo (or one of its actions)."""
+    from wasp.demo import full
+
+    if args.action != "run":
+        return full.action(args)
+    if args.drill:
+        print(f"wasp demo: unexpected argument {args.drill!r}", file=sys.stderr)
+        return 2
+    if args.minimal or args.dsn:
+        return main_minimal(args)
+    return full.run(args)
+
+
+def main_minimal(args: argparse.Namespace) -> int:
+    """The small demo (--minimal): one PostgreSQL, the exporter, Prometheus + Alertmanager."""
     from wasp.config.schema import load_config
 
     home = Path(args.data_dir).resolve()
