@@ -131,6 +131,8 @@ class Topology:
     receiver: Receiver | None = None
     bouncer_pid: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: notifications recorded while the stack settled after start (the tests' healthy baseline)
+    baseline: list[Any] = field(default_factory=list)
     #: pids of the processes of a demo this object attached to (break/heal)
     attached: dict[str, int] = field(default_factory=dict)
 
@@ -163,6 +165,11 @@ class Topology:
     def notifications(self) -> Path:
         """The receiver's JSON-lines file."""
         return self.home / "notifications.jsonl"
+
+    @property
+    def times(self) -> Path:
+        """Measured times from fault to notification, per drill (written by the drill tests)."""
+        return self.home / "drill-times.json"
 
     @property
     def drills_dir(self) -> Path:
