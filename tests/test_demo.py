@@ -25,7 +25,7 @@ def test_demo_runs_and_stops_what_it_started(cluster_base: Path) -> None:
     home = cluster_base / "demo"
     port, pg_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wasp", "demo", "--data-dir", str(home), "--days", "0.3",
+        [sys.executable, "-m", "wasp", "demo", "--minimal", "--data-dir", str(home), "--days", "0.3",
          "--scale", "0.05", "--salons", "200", "--listen", f"127.0.0.1:{port}",
          "--pg-port", str(pg_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

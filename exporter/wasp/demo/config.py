@@ -98,4 +98,4 @@ def _cap_intervals(cfg: dict[str, Any], cap: float) -> None:
         ov = packs.setdefault(q.pack, {}).setdefault("override", {})
         ov[q.name] = {"interval": f"{cap:g}s", "timeout": f"{min(q.timeout, cap):g}s"}
     packs.setdefault("pgbouncer", {})["options"] = {"interval": f"{cap:g}s",
-                                                   "timeout": f"{min(1.0, cap):g}s"}
+                                                   "timeout": f"{min(2.0, cap):g}s"}

@@ -207,11 +207,11 @@ class DrillAgent:
 
     def _hold(self, flag: os.PathLike[str]) -> None:
         # session pooling: a client keeps its server connection until it disconnects
-        with contextlib.suppress(psycopg.Error):
-            with psycopg.connect(self.topo.bouncer_dsn(), autocommit=True,
-                                 application_name="wasp-demo-pool-drill") as conn:
-                while os.path.exists(flag) and not self.topo.stop_event.is_set():
-                    conn.execute("SELECT pg_sleep(0.5)")
+        with contextlib.suppress(psycopg.Error), psycopg.connect(
+                self.topo.bouncer_dsn(), autocommit=True,
+                application_name="wasp-demo-pool-drill") as conn:
+            while os.path.exists(flag) and not self.topo.stop_event.is_set():
+                conn.execute("SELECT pg_sleep(0.5)")
 
 
 def run_drill_command(topo: Topology, name: str, *, heal: bool, wait: bool = True,

@@ -68,7 +68,7 @@ def parse_pagerduty(body: dict[str, Any], at: float) -> list[Notification]:
     details = payload.get("custom_details") or {}
     action = body.get("event_action", "")
     return [Notification(
-        at=at, receiver="pagerduty", channel=str(body.get("routing_key") and "events-v2" or ""),
+        at=at, receiver="pagerduty", channel=str((body.get("routing_key") and "events-v2") or ""),
         status="resolved" if action == "resolve" else "firing" if action == "trigger" else action,
         alertname=str(details.get("alertname", "")), severity=str(details.get("severity", "")),
         target=str(details.get("target", "")), summary=str(payload.get("summary", "")))]

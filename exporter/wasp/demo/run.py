@@ -90,6 +90,7 @@ class Demo:
     live_stop: threading.Event = field(default_factory=threading.Event)
     live_thread: threading.Thread | None = None
     urls: dict[str, str] = field(default_factory=dict)
+    receiver: Any = None
 
     # -- database ---------------------------------------------------------------------
     def database(self) -> tuple[str, str]:
@@ -163,32 +164,31 @@ class Demo:
             if not prom:
                 log.info("prometheus is not installed: skipping it (apt-get install prometheus)")
             return
-        conf: dict[str, Any] = {
-            "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
-            "scrape_configs": [{"job_name": "wasp", "static_configs": [{"targets": [exporter]}]}],
-        }
-        rules_dir = _repo_dir("rules")
-        if rules_dir is not None:
-            conf["rule_files"] = [str(p) for p in sorted(rules_dir.glob("wasp-*.yml"))]
+        from wasp.demo.alerting import MINIMAL, alertmanager_for_receiver, prometheus_config
+        from wasp.demo.alerting import write_rules as write_demo_rules
+        from wasp.demo.receiver import Receiver
+
+        pdir = self.home / "prometheus"
+        write_demo_rules(pdir / "rules", MINIMAL)
+        am_addr = None
         if am:
+            # never the production config: its secrets are files that do not exist here
+            self.receiver = Receiver(self.home / "notifications.jsonl").start()
+            self.urls["notifications"] = self.receiver.url + "/"
             am_port = free_port()
             am_dir = self.home / "alertmanager"
             am_dir.mkdir(parents=True, exist_ok=True)
             am_conf = am_dir / "alertmanager.yml"
-            am_src = _repo_dir("rules")
-            src = am_src / "alertmanager.yml" if am_src else None
-            if src is not None and src.exists():
-                am_conf.write_text(src.read_text())
-            else:
-                am_conf.write_text(yaml.safe_dump({"route": {"receiver": "null"},
-                                                   "receivers": [{"name": "null"}]}))
+            am_conf.write_text(yaml.safe_dump(alertmanager_for_receiver(self.receiver.url,
+                                                                        MINIMAL)))
             self._spawn("alertmanager", [am, f"--config.file={am_conf}",
                                          f"--storage.path={am_dir / 'data'}",
                                          f"--web.listen-address=127.0.0.1:{am_port}",
                                          "--cluster.listen-address="])
-            conf["alerting"] = {"alertmanagers": [{"static_configs": [
-                {"targets": [f"127.0.0.1:{am_port}"]}]}]}
-            self.urls["Alertmanager"] = f"http://127.0.0.1:{am_port}/"
+            am_addr = f"127.0.0.1:{am_port}"
+            self.urls["Alertmanager"] = f"http://{am_addr}/"
+        conf = prometheus_config(exporter=exporter, rules_dir=pdir / "rules", alertmanager=am_addr,
+                                 timing=MINIMAL)
         pdir = self.home / "prometheus"
         pdir.mkdir(parents=True, exist_ok=True)
         (pdir / "prometheus.yml").write_text(yaml.safe_dump(conf, sort_keys=False))
@@ -220,6 +220,8 @@ class Demo:
                     proc.kill()
                 log.info("stopped %s", name)
         self.live_stop.set()
+        if self.receiver is not None:
+            self.receiver.stop()
         if self.live_thread is not None:
             self.live_thread.join(timeout=15)
         if self.cluster is not None and self.started_cluster:
@@ -259,16 +261,6 @@ def _read_port(pgdir: Path) -> int | None:
             k, _, v = line.partition("=")
             if k.strip() == "port" and v.strip().isdigit():
                 return int(v.strip())
-    return None
-
-
-def _repo_dir(name: str) -> Path | None:
-    """A top-level folder of the source tree (rules/, dashboards/) when running from it."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / name
-        if cand.is_dir() and (parent / "pyproject.toml").exists():
-            return cand
     return None
 
 

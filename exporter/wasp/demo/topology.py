@@ -90,10 +90,9 @@ def wait_http(url: str, timeout: float) -> bool:
     """True once `url` answers 200 within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return True
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as r:
+            if r.status == 200:
+                return True
         time.sleep(0.3)
     return False
 
@@ -220,7 +219,7 @@ class Topology:
         with contextlib.suppress(OSError, ValueError):
             old = json.loads(self.state_file.read_text()).get("ports", {})
         self.reused = (self.home / "pg" / "PG_VERSION").exists()
-        host, _, port = self.exporter_listen.rpartition(":")
+        port = self.exporter_listen.rpartition(":")[2]
         for name in PORT_NAMES:
             p = old.get(name)
             if name == "exporter":
@@ -264,7 +263,7 @@ class Topology:
         with psycopg.connect(dsn, autocommit=True) as conn:
             has = conn.execute("SELECT to_regclass('public.salons') IS NOT NULL").fetchone()
             if not (has and has[0]):
-                create_schema(conn, self.schema)
+                create_schema(conn, self.schema)  # type: ignore[arg-type]
             empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM salons)").fetchone()
             if empty and empty[0]:
                 log.info("loading %.1f days of history for %d salons at %.2fx the daily volumes",
