@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -89,22 +90,23 @@ def _start(name: str) -> Callable[[Topology], None]:
     return lambda topo: topo.cluster(name).start()
 
 
-def _archive_dir(topo: Topology) -> tuple[os.PathLike[str], os.PathLike[str]]:
-    repo = topo.home / "pgbackrest" / "repo" / "archive"
-    return repo / "demo", repo / "demo.broken-by-drill"
+def _archive_dirs(topo: Topology) -> list[Path]:
+    root = topo.home / "pgbackrest" / "repo" / "archive" / "demo"
+    return [root, *sorted(p for p in root.rglob("*") if p.is_dir())]
 
 
 def _break_archive(topo: Topology) -> None:
-    good, broken = _archive_dir(topo)
-    os.rename(good, broken)  # archive-push now finds no archive.info: every push fails
+    # the repository stays readable (pgbackrest info works), but archive-push, which runs as
+    # the server's user, may not write a segment: every push fails
+    for d in _archive_dirs(topo):
+        d.chmod(0o550)
     with psycopg.connect(topo.admin_dsn(), autocommit=True) as conn:
         conn.execute("SELECT pg_switch_wal()")
 
 
 def _heal_archive(topo: Topology) -> None:
-    good, broken = _archive_dir(topo)
-    with contextlib.suppress(FileNotFoundError):
-        os.rename(broken, good)
+    for d in _archive_dirs(topo):
+        d.chmod(0o750)
 
 
 def _backup_ctx(topo: Topology, *, broken: bool) -> object:
@@ -155,7 +157,7 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
           Expect("slack", "WaspStandbyTargetDown", "warning", STANDBY), "5m",
           lambda t: _query(t, 15.0), _stop(STANDBY), _start(STANDBY),
           also=("WaspStandbysMissing",)),
-    Drill("archive", "make WAL archiving fail (the repository's archive folder disappears)",
+    Drill("archive", "make WAL archiving fail (archive-push may not write to the repository)",
           Expect("pagerduty", "WaspWALArchiveBehind", "page"), "10m",
           lambda t: t.rules_config().wal_archive_stuck_seconds + t.archive_timeout
           + _query(t, 30.0), _break_archive, _heal_archive,
