@@ -107,6 +107,9 @@ def _break_archive(topo: Topology) -> None:
 def _heal_archive(topo: Topology) -> None:
     for d in _archive_dirs(topo):
         d.chmod(0o750)
+    # a new segment wakes PostgreSQL's archiver now instead of at its next retry
+    with psycopg.connect(topo.admin_dsn(), autocommit=True) as conn:
+        conn.execute("SELECT pg_switch_wal()")
 
 
 def _backup_ctx(topo: Topology, *, broken: bool) -> object:

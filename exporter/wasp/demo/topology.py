@@ -97,6 +97,20 @@ def wait_http(url: str, timeout: float) -> bool:
     return False
 
 
+def _wait_scraped(prometheus: str, timeout: float) -> bool:
+    """True once Prometheus has scraped the wasp job successfully."""
+    url = prometheus + "/api/v1/query?query=up%7Bjob%3D%22wasp%22%7D%3D%3D1"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError, KeyError), \
+                urllib.request.urlopen(url, timeout=2) as r:
+            if json.load(r)["data"]["result"]:
+                return True
+        time.sleep(0.3)
+    log.warning("Prometheus has not scraped the exporter within %.0fs", timeout)
+    return False
+
+
 def _die_with_parent() -> None:
     # a demo killed without a chance to clean up must not leave its children behind
     with contextlib.suppress(OSError, AttributeError):
@@ -426,7 +440,7 @@ class Topology:
         counts = write_rules(d / "rules", self.timing)
         am = None if "alertmanager" in self.skipped else f"127.0.0.1:{self.ports['alertmanager']}"
         conf = prometheus_config(exporter=f"127.0.0.1:{self.ports['exporter']}",
-                                 rules_dir=d / "rules", alertmanager=am, timing=self.timing)
+                                 rules_dir=None, alertmanager=am, timing=self.timing)
         (d / "prometheus.yml").write_text(yaml.safe_dump(conf, sort_keys=False))
         port = self.ports["prometheus"]
         self._spawn("prometheus", [exe, f"--config.file={d / 'prometheus.yml'}",
@@ -435,6 +449,15 @@ class Topology:
                                    "--storage.tsdb.retention.time=2d"])
         self.urls["Prometheus"] = f"http://127.0.0.1:{port}/"
         wait_http(f"http://127.0.0.1:{port}/-/ready", 60)
+        # the rules load once the exporter was scraped: before that, every `absent()` holds
+        # and a short `for` would page about the start-up itself
+        _wait_scraped(f"http://127.0.0.1:{port}", 60)
+        conf["rule_files"] = prometheus_config(exporter="", rules_dir=d / "rules",
+                                               alertmanager=None, timing=self.timing)["rule_files"]
+        (d / "prometheus.yml").write_text(yaml.safe_dump(conf, sort_keys=False))
+        prom = self.proc("prometheus")
+        if prom is not None:
+            prom.send_signal(signal.SIGHUP)
         log.info("prometheus: %s alert rules (%s)", sum(counts.values()),
                  ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
 
