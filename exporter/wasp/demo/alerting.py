@@ -70,7 +70,8 @@ class Timing:
 
 PRODUCTION = Timing("production")
 DEMO = Timing("demo", for_max=60.0, group_wait=10.0, group_interval=60.0,
-              archive_timeout=60.0, thresholds={"webhook_silent_seconds": 120.0})
+              archive_timeout=60.0, thresholds={"webhook_silent_seconds": 120.0,
+                                                "wal_archive_stuck_seconds": 120.0})
 #: --minimal: one server, no replicas expected
 MINIMAL = dataclasses.replace(DEMO, name="minimal",
                               thresholds={**DEMO.thresholds, "expected_standbys": 0})
