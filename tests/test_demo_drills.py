@@ -12,11 +12,13 @@ notification is recorded in <stack>/drill-times.json.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.request
 from typing import Any
 
+import psycopg
 import pytest
 
 from wasp.demo.alerting import PRODUCTION
@@ -40,10 +42,25 @@ def firing(topo: Topology) -> list[dict[str, Any]]:
     return [a for a in alerts if a["state"] == "firing"]
 
 
-def settle(topo: Topology, e: Expect, timeout: float = 180) -> None:
-    """Wait until nothing pages and the drill's alert is quiet (the previous drill is over)."""
+def archive_caught_up(topo: Topology) -> bool:
+    """True when every finished WAL segment is archived (a drill's backlog is gone)."""
+    with psycopg.connect(topo.admin_dsn(), autocommit=True, connect_timeout=3) as conn:
+        row = conn.execute("SELECT last_archived_wal, pg_walfile_name(pg_current_wal_lsn()) "
+                           "FROM pg_stat_archiver").fetchone()
+    assert row is not None
+    last, current = row
+    return last is not None and int(last[8:], 16) + 1 >= int(current[8:], 16)
+
+
+def settle(topo: Topology, e: Expect, timeout: float = 360) -> None:
+    """Wait until nothing pages, the drill's alert is quiet and the WAL archive has caught up."""
     deadline = time.monotonic() + timeout
     while True:
+        with contextlib.suppress(psycopg.OperationalError):
+            if not archive_caught_up(topo):
+                assert time.monotonic() < deadline, "the WAL archive never caught up"
+                time.sleep(1)
+                continue
         left = [a["labels"]["alertname"] for a in firing(topo)
                 if a["labels"]["severity"] == "page" or a["labels"]["alertname"] == e.alertname]
         if not left:
