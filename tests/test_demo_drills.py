@@ -49,7 +49,7 @@ def archive_caught_up(topo: Topology) -> bool:
                            "FROM pg_stat_archiver").fetchone()
     assert row is not None
     last, current = row
-    return last is not None and int(last[8:], 16) + 1 >= int(current[8:], 16)
+    return last is not None and int(last[8:24], 16) + 1 >= int(current[8:24], 16)  # may be .backup
 
 
 def settle(topo: Topology, e: Expect, timeout: float = 360) -> None:

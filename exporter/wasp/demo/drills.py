@@ -11,7 +11,6 @@ functions drive the drill tests. Drills the running demo must apply itself
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -114,13 +113,13 @@ def _heal_archive(topo: Topology) -> None:
 
 def _backup_ctx(topo: Topology, *, broken: bool) -> object:
     from wasp.companions.backup.ops import BackupContext
+    from wasp.config.backup import Secrets
     from wasp.config.schema import load_config
 
-    s = load_config(topo.home / "wasp.yml").section("backup")
-    if broken:  # pgBackRest cannot reach PostgreSQL: the backup fails as a real one would
-        s = dataclasses.replace(s, pg_port=topo.ports["receiver"],
-                                pg_socket_path=str(topo.home / "no-socket-here"))
-    return BackupContext(s, topo.home / "status")
+    ctx = BackupContext(load_config(topo.home / "wasp.yml").section("backup"), topo.home / "status")
+    if broken:  # a wrong repository key: pgBackRest cannot decrypt the repository, the backup fails
+        ctx.secrets = Secrets(passphrase="not-the-passphrase-" + os.urandom(8).hex())
+    return ctx
 
 
 def _run_backup(topo: Topology, *, broken: bool) -> None:
@@ -172,7 +171,7 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
     Drill("primary", "stop the primary (pg_ctl stop -m fast)",
           Expect("pagerduty", "WaspTargetDown", "page", "primary"), "5m",
           lambda t: _query(t, 15.0), _stop("primary"), _start("primary")),
-    Drill("backup", "an incremental backup fails (pgBackRest cannot reach PostgreSQL)",
+    Drill("backup", "an incremental backup fails (run with a wrong repository key)",
           Expect("slack", "WaspBackupFailed", "warning"), "5m",
           lambda t: _query(t, 30.0), lambda topo: _run_backup(topo, broken=True),
           lambda topo: _run_backup(topo, broken=False)),
