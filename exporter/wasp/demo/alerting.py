@@ -61,14 +61,18 @@ class Timing:
     archive_timeout: float = 60.0
     #: mixin settings to override (thresholds)
     thresholds: dict[str, float] = field(default_factory=dict)
+    #: `for` of single alerts, over the cap
+    for_overrides: dict[str, str] = field(default_factory=dict)
 
     def rules_config(self) -> Settings:
         """The generator's settings for this profile."""
         return Settings().replace(**self.thresholds,
                                   for_={k: self.for_of(v) for k, v in FOR_DEFAULTS.items()})
 
-    def for_of(self, generated: str) -> str:
+    def for_of(self, generated: str, alert: str = "") -> str:
         """The `for` an alert gets under this profile."""
+        if alert in self.for_overrides:
+            return self.for_overrides[alert]
         if self.for_max is None or seconds(generated) <= self.for_max:
             return generated
         return _dur(self.for_max)
@@ -89,7 +93,9 @@ TEST = Timing("test", scrape_interval=1.0, evaluation_interval=1.0, for_max=4.0,
               group_wait=1.0, group_interval=2.0, query_interval_max=3.0, archive_timeout=10.0,
               thresholds={"webhook_silent_seconds": 45.0, "wal_archive_stuck_seconds": 45.0,
                           "wal_unarchived_bytes": float(2**30),
-                          "heartbeat_stale_seconds": 30.0, "query_skips": 1e6})
+                          "heartbeat_stale_seconds": 30.0, "query_skips": 1e6},
+              # the primary's page must be firing before what it implies (4s) to inhibit it
+              for_overrides={"WaspTargetDown": "2s"})
 
 
 def write_rules(out: Path, timing: Timing) -> dict[str, int]:
@@ -174,8 +180,8 @@ def _settings_file(timing: Timing) -> dict[str, Any]:
     for key, value in FOR_DEFAULTS.items():
         name, _, severity = key.partition(".")
         if severity:
-            fors.setdefault(name, {})[severity] = timing.for_of(value)
+            fors.setdefault(name, {})[severity] = timing.for_of(value, name)
         else:
-            fors[name] = timing.for_of(value)
+            fors[name] = timing.for_of(value, name)
     doc["for"] = fors
     return doc
