@@ -221,6 +221,18 @@ async def test_down_then_back_reconnects(pg: LocalCluster, cluster_base: Path,
         b.stop()
 
 
+async def test_one_console_connection_serves_many_rounds(bouncer: Bouncer, tmp_path: Path) -> None:
+    """Round after round on the kept connection: nothing is prepared (the console refuses it)."""
+    engine = make_engine(parse_config(bouncer_config(bouncer.dsn(), tmp_path)))
+    try:
+        for _ in range(8):
+            text = await scrape(engine)
+            assert value(text, "wasp_target_up", target="bouncer") == 1
+        assert value(text, "wasp_query_errors_total", query="pgbouncer", reason="connection") == 0
+    finally:
+        await engine.stop()
+
+
 async def test_refused_role_is_a_connection_failure(bouncer: Bouncer, tmp_path: Path) -> None:
     """A user PgBouncer does not allow on its console leaves the target down, not crashed."""
     engine = make_engine(parse_config(bouncer_config(bouncer.dsn(user="nobody"), tmp_path)))

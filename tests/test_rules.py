@@ -171,7 +171,7 @@ def test_every_recording_rule_has_a_promtool_case() -> None:
 
 _FUNCTIONS = {"sum", "max", "min", "count", "avg", "rate", "increase", "time", "clamp_min",
               "absent", "scalar", "and", "or", "unless", "offset", "Inf", "bool",
-              "histogram_quantile", "hour", "day_of_week", "max_over_time"}
+              "histogram_quantile", "hour", "day_of_week", "max_over_time", "last_over_time"}
 
 
 def _in_catalog(name: str) -> bool:
@@ -312,6 +312,7 @@ def test_a_real_alertmanager_inhibits_as_documented(tmp_path: Path) -> None:
         alert("WaspQueryFailing", "warning", instance="wasp-1:9645", target="replica1", query="q"),
         alert("WaspPostgresConnectionsHigh", "page", instance="wasp-1:9645", target="replica1"),
         alert("WaspPostgresConnectionsHigh", "warning", instance="wasp-1:9645", target="replica1"),
+        alert("WaspWALReceiverNotStreaming", "warning", instance="wasp-1:9645", target="replica2"),
     ]
     try:
         deadline = time.monotonic() + 15
@@ -350,4 +351,5 @@ def test_a_real_alertmanager_inhibits_as_documented(tmp_path: Path) -> None:
         ("WaspQueryFailing", "replica1", "warning"): "active",  # another target
         ("WaspPostgresConnectionsHigh", "replica1", "page"): "active",
         ("WaspPostgresConnectionsHigh", "replica1", "warning"): "suppressed",  # the page speaks
+        ("WaspWALReceiverNotStreaming", "replica2", "warning"): "suppressed",  # the primary is down
     }

@@ -1,5 +1,13 @@
-"""Run the demo: a local PostgreSQL with synthetic salon data written live, the exporter,
-and Prometheus + Alertmanager when they are installed. Ctrl-C stops everything it started.
+"""Run the demo: the topology an operator runs (a primary and two streaming replicas with
+the heartbeat writer, pgBackRest with async archiving, PgBouncer with the live writer
+behind it, the exporter with every pack, Prometheus, Alertmanager and a local
+notification receiver standing in for Slack and PagerDuty), or with --minimal one
+PostgreSQL and the exporter. Ctrl-C stops everything it started.
+
+    wasp demo                      run it (a second run reuses the data)
+    wasp demo break NAME           a fault drill on the running demo (NAME: see `wasp demo drills`)
+    wasp demo heal NAME            undo it, and follow the resolved notification
+    wasp demo notifications        what the Slack and PagerDuty stand-ins received
 """
 
 from __future__ import annotations
@@ -33,8 +41,20 @@ DB = "salon"
 MONITOR_ROLE = "wasp_monitor"
 
 
+ACTIONS = ("run", "break", "heal", "notifications", "drills")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `wasp demo`."""
+    p.add_argument("action", nargs="?", default="run", choices=ACTIONS,
+                   help="run (default), break NAME, heal NAME, notifications, drills")
+    p.add_argument("drill", nargs="?", metavar="NAME", help="the drill to break or heal")
+    p.add_argument("--minimal", action="store_true",
+                   help="one PostgreSQL, the exporter, Prometheus and Alertmanager (the small demo)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="break/heal: do not follow the receiver for the notification")
+    p.add_argument("--last", type=int, default=20, metavar="N",
+                   help="notifications: how many (default 20)")
     p.add_argument("--data-dir", default=".wasp-demo", metavar="DIR",
                    help="where the demo keeps its cluster, configs and Prometheus data "
                    "(default: ./.wasp-demo; reused on the next run)")
@@ -70,6 +90,7 @@ class Demo:
     live_stop: threading.Event = field(default_factory=threading.Event)
     live_thread: threading.Thread | None = None
     urls: dict[str, str] = field(default_factory=dict)
+    receiver: Any = None
 
     # -- database ---------------------------------------------------------------------
     def database(self) -> tuple[str, str]:
@@ -143,32 +164,31 @@ class Demo:
             if not prom:
                 log.info("prometheus is not installed: skipping it (apt-get install prometheus)")
             return
-        conf: dict[str, Any] = {
-            "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
-            "scrape_configs": [{"job_name": "wasp", "static_configs": [{"targets": [exporter]}]}],
-        }
-        rules_dir = _repo_dir("rules")
-        if rules_dir is not None:
-            conf["rule_files"] = [str(p) for p in sorted(rules_dir.glob("wasp-*.yml"))]
+        from wasp.demo.alerting import MINIMAL, alertmanager_for_receiver, prometheus_config
+        from wasp.demo.alerting import write_rules as write_demo_rules
+        from wasp.demo.receiver import Receiver
+
+        pdir = self.home / "prometheus"
+        write_demo_rules(pdir / "rules", MINIMAL)
+        am_addr = None
         if am:
+            # never the production config: its secrets are files that do not exist here
+            self.receiver = Receiver(self.home / "notifications.jsonl").start()
+            self.urls["notifications"] = self.receiver.url + "/"
             am_port = free_port()
             am_dir = self.home / "alertmanager"
             am_dir.mkdir(parents=True, exist_ok=True)
             am_conf = am_dir / "alertmanager.yml"
-            am_src = _repo_dir("rules")
-            src = am_src / "alertmanager.yml" if am_src else None
-            if src is not None and src.exists():
-                am_conf.write_text(src.read_text())
-            else:
-                am_conf.write_text(yaml.safe_dump({"route": {"receiver": "null"},
-                                                   "receivers": [{"name": "null"}]}))
+            am_conf.write_text(yaml.safe_dump(alertmanager_for_receiver(self.receiver.url,
+                                                                        MINIMAL)))
             self._spawn("alertmanager", [am, f"--config.file={am_conf}",
                                          f"--storage.path={am_dir / 'data'}",
                                          f"--web.listen-address=127.0.0.1:{am_port}",
                                          "--cluster.listen-address="])
-            conf["alerting"] = {"alertmanagers": [{"static_configs": [
-                {"targets": [f"127.0.0.1:{am_port}"]}]}]}
-            self.urls["Alertmanager"] = f"http://127.0.0.1:{am_port}/"
+            am_addr = f"127.0.0.1:{am_port}"
+            self.urls["Alertmanager"] = f"http://{am_addr}/"
+        conf = prometheus_config(exporter=exporter, rules_dir=pdir / "rules", alertmanager=am_addr,
+                                 timing=MINIMAL)
         pdir = self.home / "prometheus"
         pdir.mkdir(parents=True, exist_ok=True)
         (pdir / "prometheus.yml").write_text(yaml.safe_dump(conf, sort_keys=False))
@@ -200,6 +220,8 @@ class Demo:
                     proc.kill()
                 log.info("stopped %s", name)
         self.live_stop.set()
+        if self.receiver is not None:
+            self.receiver.stop()
         if self.live_thread is not None:
             self.live_thread.join(timeout=15)
         if self.cluster is not None and self.started_cluster:
@@ -242,16 +264,6 @@ def _read_port(pgdir: Path) -> int | None:
     return None
 
 
-def _repo_dir(name: str) -> Path | None:
-    """A top-level folder of the source tree (rules/, dashboards/) when running from it."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / name
-        if cand.is_dir() and (parent / "pyproject.toml").exists():
-            return cand
-    return None
-
-
 def _exporter_config(home: Path, monitor_dsn: str, listen: str) -> Path:
     cfg = {
         "server": {"listen": listen, "status_dir": str(home / "status"), "stale_after": "5m"},
@@ -264,7 +276,21 @@ def _exporter_config(home: Path, monitor_dsn: str, listen: str) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the demo until Ctrl-C (or --duration)."""
+    """Run the demo (or one of its actions)."""
+    from wasp.demo import full
+
+    if args.action != "run":
+        return full.action(args)
+    if args.drill:
+        print(f"wasp demo: unexpected argument {args.drill!r}", file=sys.stderr)
+        return 2
+    if args.minimal or args.dsn:
+        return main_minimal(args)
+    return full.run(args)
+
+
+def main_minimal(args: argparse.Namespace) -> int:
+    """The small demo (--minimal): one PostgreSQL, the exporter, Prometheus + Alertmanager."""
     from wasp.config.schema import load_config
 
     home = Path(args.data_dir).resolve()

@@ -6,7 +6,14 @@ from typing import Any
 
 from wasp.mixin.settings import Settings
 
-__all__ = ["alertmanager_config"]
+__all__ = ["PRIMARY_DOWN_IMPLIES", "alertmanager_config"]
+
+#: alerts that a primary (or PgBouncer) out of reach causes elsewhere: inhibited by WaspTargetDown
+PRIMARY_DOWN_IMPLIES = (
+    "WaspStandbysMissing", "WaspWALReceiverNotStreaming", "WaspStandbyHeartbeatStale",
+    "WaspStandbyReplayDelayHigh", "WaspHeartbeatWriterStopped", "WaspStandbyTargetDown",
+    "WaspPgBouncerClientsWaiting", "WaspPgBouncerPoolSaturated",
+)
 
 
 def alertmanager_config(cfg: Settings) -> dict[str, Any]:
@@ -33,6 +40,13 @@ def alertmanager_config(cfg: Settings) -> dict[str, Any]:
             {"source_matchers": ['alertname="WaspTargetDown"'],
              "target_matchers": ['alertname!~"WaspTargetDown|WaspExporterDown"'],
              "equal": ["job", "instance", "target"]},
+            {"source_matchers": ['alertname="WaspStandbyTargetDown"'],
+             "target_matchers": ['alertname!~"WaspTargetDown|WaspStandbyTargetDown|WaspExporterDown"'],
+             "equal": ["job", "instance", "target"]},
+            # the primary down: what it implies on the standbys and PgBouncer is no news
+            {"source_matchers": ['alertname="WaspTargetDown"', 'severity="page"'],
+             "target_matchers": [f'alertname=~"{"|".join(PRIMARY_DOWN_IMPLIES)}"'],
+             "equal": ["job", "instance"]},
             {"source_matchers": ['severity="page"'],
              "target_matchers": ['severity="warning"'],
              "equal": ["alertname", "job", "instance", "target"]},

@@ -44,6 +44,7 @@ FOR_DEFAULTS: dict[str, str] = {
     "WaspExporterDown": "5m",
     "WaspExporterMissing": "5m",
     "WaspTargetDown": "5m",
+    "WaspStandbyTargetDown": "5m",
     "WaspQueryFailing": "10m",
     "WaspQuerySkipping": "15m",
     "WaspSeriesDropped": "15m",
@@ -125,6 +126,8 @@ class Settings:
     #: alert name (or "name.severity") -> `for`
     for_: Mapping[str, str] = field(default_factory=lambda: dict(FOR_DEFAULTS))
     # exporter
+    #: how long a target that stopped answering is still known as a standby
+    standby_role_memory: str = "6h"
     query_failing_ratio: float = 0.9
     query_failing_window: str = "15m"
     query_skips: float = 2

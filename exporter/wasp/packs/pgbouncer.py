@@ -191,9 +191,11 @@ class PgBouncerCollector(Collector):
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
         await self.close()
+        # prepare_threshold=None: psycopg would prepare a statement run five times on one
+        # connection (the extended protocol), which the admin console refuses
         self._conn = await psycopg.AsyncConnection.connect(
             self._dsn, autocommit=True, application_name="wasp",
-            connect_timeout=max(1, round(self._connect_timeout)),
+            connect_timeout=max(1, round(self._connect_timeout)), prepare_threshold=None,
         )
         return self._conn
 

@@ -20,7 +20,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from threading import Event
@@ -77,8 +77,13 @@ def run_live(
     tick_s: float = 1.0,
     log: Log | None = None,
     seed: int | None = None,
+    pause: Callable[[], Collection[str]] | None = None,
 ) -> LiveStats:
-    """Insert and update application rows at `rate` x the real daily volumes until `stop` is set."""
+    """Insert and update application rows at `rate` x the real daily volumes until `stop` is set.
+
+    `pause` names the streams to hold back right now (``"webhooks"``: no new webhook
+    rows), for the demo's fault drills.
+    """
     if rate <= 0:
         raise ValueError(f"rate must be > 0, got {rate}")
     if tick_s <= 0:
@@ -93,6 +98,7 @@ def run_live(
             if writer is None:
                 try:
                     writer = _Writer(dsn, rate=rate, rng=random.Random(seed), stats=stats, log=out)
+                    writer.paused = pause or (lambda: ())
                     backoff = 1.0
                 except psycopg.OperationalError as e:
                     stats.errors += 1
@@ -173,6 +179,7 @@ class _Writer:
         )
         self.has_ptime = self.info.has_column("webhook_logs", "processing_time_ms")
         self.reported = Counter[str]()
+        self.paused: Callable[[], Collection[str]] = lambda: ()
 
     # -- plumbing ---------------------------------------------------------
 
@@ -247,7 +254,7 @@ class _Writer:
                 self.count("ai_conversations", DAILY["ai_conversations"], dt, factor)
             ),
             lambda: self.new_bookings(now, self.count("bookings", DAILY["bookings"], dt, factor)),
-            lambda: self.new_webhooks(
+            lambda: None if "webhooks" in self.paused() else self.new_webhooks(
                 self.count("webhook_logs", DAILY["webhook_logs"], dt, factor)
             ),
             lambda: self.new_cache(

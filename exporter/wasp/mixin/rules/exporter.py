@@ -33,9 +33,14 @@ absent({q("up")})
             series("up", "1x15", instance="node-1:9100", job="node"),), "10m",
             (Fired(dict(cfg.selector), 1, "page"),)),
          Case("one exporter up", (series("up", "1x15", instance="wasp-1:9645", job="wasp"),), "10m")])
+    # a standby that is down is a warning (the primary still serves); any other target pages.
+    # A target's role is what wasp_pg_in_recovery said last (the series stops while it is down).
     q = b.q()
+    standby = (f"on (job, instance, target) (last_over_time({q('wasp_pg_in_recovery')}"
+               f"[{cfg.standby_role_memory}]) == 1)")
     b.alert(g, "WaspTargetDown", "page", q, f"""
 {q("wasp_target_up")} == 0
+unless {standby}
 """,
         "wasp cannot reach target {{ $labels.target }}",
         "The exporter {{ $labels.instance }} has not reached target {{ $labels.target }} for "
@@ -43,7 +48,28 @@ absent({q("up")})
         "max_connections). Its other alerts are inhibited meanwhile.",
         [Case("target unreachable", (series("wasp_target_up", "0x15", **T),), "10m",
               (Fired(T, 0, "page"),)),
-         Case("target up", (series("wasp_target_up", "1x15", **T),), "10m")])
+         Case("target up", (series("wasp_target_up", "1x15", **T),), "10m"),
+         Case("a standby that is down does not page", (
+             series("wasp_target_up", "1x5 0x15", **T),
+             series("wasp_pg_in_recovery", "1x5", **T)), "15m")])
+    q = b.q()
+    standby = (f"on (job, instance, target) (last_over_time({q('wasp_pg_in_recovery')}"
+               f"[{cfg.standby_role_memory}]) == 1)")
+    b.alert(g, "WaspStandbyTargetDown", "warning", q, f"""
+{q("wasp_target_up")} == 0
+and {standby}
+""",
+        "wasp cannot reach standby {{ $labels.target }}",
+        "The exporter {{ $labels.instance }} has not reached standby {{ $labels.target }} for "
+        f"{cfg.for_of('WaspStandbyTargetDown', 'warning')}: the primary still serves, but one "
+        "copy fewer is streaming and reads routed to this standby fail. Its other alerts are "
+        "inhibited meanwhile.",
+        [Case("a standby unreachable", (
+            series("wasp_target_up", "1x5 0x15", **T),
+            series("wasp_pg_in_recovery", "1x5", **T)), "15m", (Fired(T, 0, "warning"),)),
+         Case("a primary unreachable is not this alert", (
+             series("wasp_target_up", "1x5 0x15", **T),
+             series("wasp_pg_in_recovery", "0x5", **T)), "15m")])
 
     q = b.q()
     w = cfg.query_failing_window
@@ -51,6 +77,7 @@ absent({q("up")})
 sum without (reason) (rate({q("wasp_query_errors_total")}[{w}]))
   / rate({q("wasp_query_runs_total")}[{w}])
   > {num(cfg.query_failing_ratio)}
+unless on (job, instance, target, query) {q("wasp_query_enabled")} == 0
 """,
         "Query {{ $labels.query }} keeps failing on {{ $labels.target }}",
         "{{ $value | humanizePercentage }} of the runs of query {{ $labels.query }} on target "
@@ -64,7 +91,14 @@ sum without (reason) (rate({q("wasp_query_errors_total")}[{w}]))
          Case("one failure in many runs", (
              series("wasp_query_runs_total", "0+2x40", **t(query="databases")),
              series("wasp_query_errors_total", "0x20 1x20", **t(query="databases", reason="timeout")),
-         ), "30m")])
+         ), "30m"),
+         # a primary-only query tried once on a standby that was down, then ruled out by role
+         Case("a query ruled out after one failed try", (
+             series("wasp_query_runs_total", "0x5 1x35", **t(query="databases")),
+             series("wasp_query_errors_total", "0x5 1x35",
+                    **t(query="databases", reason="connection")),
+             series("wasp_query_enabled", "0x40", **t(query="databases")),
+         ), "18m")])
 
     q = b.q()
     b.alert(g, "WaspQuerySkipping", "warning", q, f"""

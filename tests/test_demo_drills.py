@@ -1,0 +1,179 @@
+"""Fault drills against the demo's whole topology, with the tests' timings (seconds, not minutes).
+
+One stack per test run (the `stack` fixture in conftest.py): a primary, two
+streaming replicas, pgBackRest, PgBouncer, the exporter, Prometheus with the
+generated rules (their `for` shortened through the generator's data, never by
+editing the YAML) and Alertmanager with the generated routing, sending to the
+local Slack and PagerDuty stand-ins. Each drill breaks one real part, waits for
+the right notification at the right stand-in, checks that nothing else paged,
+heals and waits for the resolved notification. Every time from fault to
+notification is recorded in <stack>/drill-times.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import urllib.request
+from typing import Any
+
+import psycopg
+import pytest
+
+from wasp.demo.alerting import PRODUCTION
+from wasp.demo.drills import DRILLS, Expect
+from wasp.demo.receiver import Notification, read_notifications
+from wasp.demo.topology import Topology
+
+# The drills run on request (WASP_DRILLS=1 scripts/test.sh tests/test_demo_drills.py): on a
+# loaded 2-core machine the test stack's WAL archiver sometimes falls behind and
+# WaspWALArchiveBehind pages in the middle of an unrelated drill, so they are not yet
+# reliable enough to gate every change.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("WASP_DRILLS"),
+                       reason="fault drills run with WASP_DRILLS=1 (about 10 minutes)"),
+]
+
+#: what the demo's data raises on purpose (README): warnings, never a page
+ON_PURPOSE = {"WaspRemindersOverdue", "WaspDoubleBookings"}
+#: the tests' tiny data set (60 salons) has few gpt-4 answers: their p95 may cross 10s
+SMALL_DATA = {"WaspAILatencyHigh"}
+
+
+def firing(topo: Topology) -> list[dict[str, Any]]:
+    """Alerts Prometheus has firing now."""
+    url = topo.urls["Prometheus"] + "api/v1/alerts"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        alerts: list[dict[str, Any]] = json.load(r)["data"]["alerts"]
+    return [a for a in alerts if a["state"] == "firing"]
+
+
+def archive_caught_up(topo: Topology) -> bool:
+    """True when every finished WAL segment is archived (a drill's backlog is gone)."""
+    with psycopg.connect(topo.admin_dsn(), autocommit=True, connect_timeout=3) as conn:
+        row = conn.execute("SELECT last_archived_wal, pg_walfile_name(pg_current_wal_lsn()) "
+                           "FROM pg_stat_archiver").fetchone()
+    assert row is not None
+    last, current = row
+    return last is not None and int(last[8:24], 16) + 1 >= int(current[8:24], 16)  # may be .backup
+
+
+def settle(topo: Topology, e: Expect, timeout: float = 360) -> None:
+    """Wait until nothing pages, the drill's alert is quiet and the WAL archive has caught up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(psycopg.OperationalError):
+            if not archive_caught_up(topo):
+                assert time.monotonic() < deadline, "the WAL archive never caught up"
+                time.sleep(1)
+                continue
+        left = [a["labels"]["alertname"] for a in firing(topo)
+                if a["labels"]["severity"] == "page" or a["labels"]["alertname"] == e.alertname]
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"still firing before the drill: {left}"
+        time.sleep(1)
+
+
+def wait_for(topo: Topology, e: Expect, status: str, since: float, timeout: float
+             ) -> Notification:
+    """The first notification matching `e` with `status` recorded after `since`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for n in read_notifications(topo.notifications, since=since):
+            if e.matches(n) and n.status == status:
+                return n
+        if time.monotonic() > deadline:
+            got = [(n.receiver, n.status, n.alertname, n.severity, n.target)
+                   for n in read_notifications(topo.notifications, since=since)]
+            raise AssertionError(f"no {status} {e} within {timeout:.0f}s; got {got}; "
+                                 f"firing: {[a['labels'] for a in firing(topo)]}")
+        time.sleep(0.25)
+
+
+def drill(topo: Topology, name: str) -> tuple[list[Notification], float, float]:
+    """See _drill; returns (notifications from the fault to the resolved one, fault time, heal time)."""
+    return _drill(topo, name)
+
+
+def _drill(topo: Topology, name: str) -> tuple[list[Notification], float, float]:
+    """Break, wait for the expected notification, heal, wait for the resolved one."""
+    d = DRILLS[name]
+    settle(topo, d.expect)
+    t0 = time.time()
+    d.breaks(topo)
+    try:
+        fired = wait_for(topo, d.expect, "firing", t0, 3 * d.by_when(topo.timing) + 60)
+    finally:
+        healed = time.time()
+        d.heals(topo)
+    resolved = wait_for(topo, d.expect, "resolved", healed, 180)
+    got = read_notifications(topo.notifications, since=t0)
+    times = json.loads(topo.times.read_text()) if topo.times.exists() else {}
+    times[name] = {"alert": d.expect.alertname, "fault_to_notification_s": round(fired.at - t0, 1),
+                   "heal_to_resolved_s": round(resolved.at - healed, 1),
+                   "computed_test_s": round(d.by_when(topo.timing), 1),
+                   "computed_production_s": round(d.by_when(PRODUCTION), 1)}
+    topo.times.write_text(json.dumps(times, indent=1, sort_keys=True))
+    return got, t0, healed
+
+
+def pages(got: list[Notification]) -> set[tuple[str, str]]:
+    """(alertname, target) of every page in `got`."""
+    return {(n.alertname, n.target) for n in got if n.receiver == "pagerduty"}
+
+
+def test_a_healthy_stack_pages_nobody(stack: Topology) -> None:
+    got = stack.baseline
+    assert not [n for n in got if n.receiver == "pagerduty"], got
+    assert {n.alertname for n in got} <= ON_PURPOSE | SMALL_DATA, got
+    assert all(n.severity == "warning" for n in got)
+    # and nothing else fires: every part of the topology is up and scraped
+    up = {a["labels"]["alertname"] for a in firing(stack)}
+    assert not up - ON_PURPOSE - SMALL_DATA, up
+
+
+def test_replica_stopped_warns_at_slack_and_resolves(stack: Topology) -> None:
+    got, _, _ = drill(stack, "replica")
+    assert not pages(got), got
+    slack = {n.alertname for n in got if n.receiver == "slack"}
+    assert "WaspStandbyTargetDown" in slack
+
+
+def test_archiving_broken_pages_at_pagerduty(stack: Topology) -> None:
+    got, _, _ = drill(stack, "archive")
+    assert {a for a, _ in pages(got)} == {"WaspWALArchiveBehind"}, got
+
+
+def test_primary_down_pages_once_and_inhibits_what_it_implies(stack: Topology) -> None:
+    got, _, healed = drill(stack, "primary")
+    assert pages(got) == {("WaspTargetDown", "primary")}, got
+    firing_ = [n for n in got if n.status == "firing"]
+    assert len([n for n in firing_ if n.receiver == "pagerduty"]) == 1, firing_
+    # while the primary is down; after the heal the standbys take a few seconds to stream
+    # again, longer than the tests' 4s `for` (production's 5m absorbs it)
+    implied = {"WaspStandbysMissing", "WaspWALReceiverNotStreaming", "WaspStandbyHeartbeatStale",
+               "WaspHeartbeatWriterStopped", "WaspPgBouncerClientsWaiting"}
+    assert not {n.alertname for n in got if n.at < healed} & implied, got
+
+
+def test_exporter_stopped_the_dead_man_path_notices(stack: Topology) -> None:
+    # the Watchdog alert is checked only when the rules have it (it comes with issue 12)
+    got, _, _ = drill(stack, "exporter")
+    assert pages(got) == {("WaspExporterDown", "")}, got
+    rules = (stack.home / "prometheus" / "rules" / "wasp-alerts.yml").read_text()
+    if "alert: Watchdog" in rules:
+        assert not [n for n in got if n.alertname == "Watchdog" and n.status == "firing"]
+
+
+@pytest.mark.parametrize("name", ["webhooks", "backup", "pool"])
+def test_other_drills_reach_the_right_stand_in(stack: Topology, name: str) -> None:
+    got, _, _ = drill(stack, name)
+    e = DRILLS[name].expect
+    if e.receiver == "pagerduty":
+        assert {a for a, _ in pages(got)} == {e.alertname}, got
+    else:
+        assert not pages(got), got
