@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what wasp, its demo and its tests need on a fresh Debian 12 machine:
 # PostgreSQL 15 (with contrib), pgBackRest, PgBouncer, Prometheus (promtool),
-# Alertmanager (amtool), nginx (TLS in front of the local S3 endpoint), and a
+# Alertmanager (amtool), node_exporter (filesystem space), nginx (TLS in front of the local S3 endpoint), and a
 # virtualenv in .venv with wasp installed editable with its test extras.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   postgresql-15 postgresql-contrib postgresql-client-15
   pgbackrest pgbouncer
-  prometheus prometheus-alertmanager
+  prometheus prometheus-alertmanager prometheus-node-exporter
   nginx-light openssl
   docker-compose
   patroni etcd-server
@@ -30,7 +30,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # the Debian packages start their system services when allowed; tests and the demo use their own
-for svc in postgresql pgbouncer prometheus prometheus-alertmanager nginx; do
+for svc in postgresql pgbouncer prometheus prometheus-alertmanager prometheus-node-exporter nginx; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     echo "setup: note: system service $svc is running (wasp does not use it)" >&2
   fi

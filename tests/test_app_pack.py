@@ -43,6 +43,7 @@ EPOCH = datetime(1970, 1, 1)
 TOP = 5
 DEFAULT_DURATION = timedelta(minutes=60)  # the pack's booking_default_duration
 FAILED_WEBHOOK = {"failed", "error"}  # the pack's webhook_failed_statuses
+STUCK_AFTER = timedelta(minutes=10)  # the pack's sent_stuck_after
 PROCESSING_METRICS = {"wasp_app_webhook_timed_events", "wasp_app_webhook_processing_time_sum_seconds",
                       "wasp_app_webhook_processing_time_max_seconds"}
 PER_SALON_METRICS = {"wasp_app_salon_bookings_created", "wasp_app_salon_whatsapp_messages",
@@ -234,8 +235,9 @@ def truth(rows: Rows, now: datetime, *, top: int) -> Values:
     put("wasp_app_reminders_overdue_oldest_age_seconds",
         (now - min(overdue)).total_seconds() if overdue else 0.0)
     for sched, _, status in rows.reminders:
-        if now - DAY < sched <= now:
-            add("wasp_app_reminders_due", 1, window="24h", status=status)
+        for win, length in (("1h", H), ("24h", DAY)):
+            if now - length < sched <= now:
+                add("wasp_app_reminders_due", 1, window=win, status=status)
 
     # WhatsApp messages
     per_salon_msgs: dict[str, float] = defaultdict(float)
@@ -253,6 +255,10 @@ def truth(rows: Rows, now: datetime, *, top: int) -> Values:
     if day_msgs:
         put("wasp_app_whatsapp_cost_usd", sum(m[4] or 0.0 for m in day_msgs), window="24h")
     put("wasp_app_whatsapp_priced_messages", sum(m[4] is not None for m in day_msgs), window="24h")
+    due = [m for m in rows.messages
+           if m[1] == "OUTBOUND" and now - STUCK_AFTER - H < m[5] <= now - STUCK_AFTER]
+    put("wasp_app_whatsapp_outbound_receipt_due", len(due), window="1h")
+    put("wasp_app_whatsapp_outbound_stuck_sent", sum(m[3] == "SENT" for m in due), window="1h")
 
     # conversations
     for status, _ in rows.conversations:
@@ -279,6 +285,8 @@ def truth(rows: Rows, now: datetime, *, top: int) -> Values:
         if created > now - DAY:
             ai_cost[salon] += cost or 0.0
             ai_tokens[salon] += tokens or 0
+        if created >= now.replace(hour=0, minute=0, second=0, microsecond=0):
+            add("wasp_app_ai_cost_today_usd", cost or 0.0, model=model)
     for model, ms in times.items():
         put("wasp_app_ai_response_time_p50_seconds", percentile_cont(ms, 0.5) / 1000, window="1h",
             model=model)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -304,6 +305,41 @@ def test_prometheus_config_with_the_rules_mapped(tmp_path: Path, compose: dict[s
             if isinstance(doc, dict) and "groups" in doc and "rule_files" not in doc:
                 rule_files.add(p.resolve())
     assert matched == rule_files
+
+
+def test_node_exporter_service_and_scrape_job(compose: dict[str, Any]) -> None:
+    """node_exporter runs on the compose network, scraped as job `node`; its flags run as written."""
+    svc = compose["services"]["node-exporter"]
+    assert svc["restart"] == "unless-stopped" and svc["healthcheck"]["test"]
+    assert not svc.get("ports")  # Prometheus reaches it on the compose network
+    assert ("/", "/host") in _mounts(svc)
+    prom = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+    assert jobs["node"]["static_configs"][0]["targets"] == ["node-exporter:9100"]
+    # the service's flags on the Debian binary set-up installs, with this host's / as the rootfs
+    exe = require_tool("prometheus-node-exporter")
+    args = [a.replace("$$", "$").replace("--path.rootfs=/host", "--path.rootfs=/")
+            for a in svc["command"]]
+    port = free_port()
+    proc = subprocess.Popen([exe, *args, f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "node_exporter never answered"
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    mounts = set(re.findall(r'^node_filesystem_avail_bytes\{[^}]*mountpoint="([^"]*)"', text, re.M))
+    assert mounts, "no filesystem series"
+    assert not [m for m in mounts if re.match(r"^/(dev|proc|run|sys)($|/)", m)], mounts
 
 
 def test_alertmanager_config(compose: dict[str, Any]) -> None:

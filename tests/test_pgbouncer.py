@@ -46,6 +46,7 @@ class Bouncer:
     workdir: Path
     port: int
     upstream: LocalCluster
+    max_client_conn: int = 100
 
     @property
     def pidfile(self) -> Path:
@@ -73,6 +74,7 @@ class Bouncer:
             "admin_users = postgres\n"
             f"stats_users = {STATS_USER}\n"
             "pool_mode = transaction\n"
+            f"max_client_conn = {self.max_client_conn}\n"
             "stats_period = 1\n"
             f"logfile = {self.workdir}/pgbouncer.log\n"
             f"pidfile = {self.pidfile}\n"
@@ -196,6 +198,44 @@ async def test_waiting_clients_show_with_max_wait(bouncer: Bouncer, tmp_path: Pa
         await engine.stop()
         for c in holders + waiters:
             await c.close()
+
+
+async def test_clients_against_max_client_conn_and_a_paused_database(
+        pg: LocalCluster, cluster_base: Path, tmp_path: Path) -> None:
+    """Clients count against max_client_conn (the next one is refused); PAUSE shows until RESUME."""
+    b = Bouncer(cluster_base / f"pgbouncer-{uuid.uuid4().hex[:8]}", free_port(), pg,
+                max_client_conn=6)
+    b.start()
+    engine = make_engine(parse_config(bouncer_config(b.dsn(), tmp_path)))
+    clients: list[psycopg.AsyncConnection[Any]] = []
+    try:
+        text = await scrape(engine)  # the exporter's console connection is a client too
+        assert value(text, "wasp_pgbouncer_max_client_connections") == 6
+        assert value(text, "wasp_pgbouncer_list_items", list="used_clients") == 1
+        for _ in range(4):
+            clients.append(await psycopg.AsyncConnection.connect(b.dsn(POOL, "postgres"),
+                                                                 autocommit=True))
+        text = await scrape(engine)
+        assert value(text, "wasp_pgbouncer_list_items", list="used_clients") == 5
+        assert value(text, "wasp_pgbouncer_database_paused", database=POOL) == 0
+        admin = await psycopg.AsyncConnection.connect(b.dsn("pgbouncer", "postgres"),
+                                                      autocommit=True)
+        clients.append(admin)  # the sixth and last client max_client_conn allows
+        with pytest.raises(psycopg.OperationalError, match="max_client_conn"):
+            await psycopg.AsyncConnection.connect(b.dsn(POOL, "postgres"))
+
+        await admin.execute(f"PAUSE {POOL}")
+        text = await scrape(engine)
+        assert value(text, "wasp_pgbouncer_database_paused", database=POOL) == 1
+        assert value(text, "wasp_pgbouncer_database_paused", database="pgbouncer") == 0
+        await admin.execute(f"RESUME {POOL}")
+        text = await scrape(engine)
+        assert value(text, "wasp_pgbouncer_database_paused", database=POOL) == 0
+    finally:
+        await engine.stop()
+        for c in clients:
+            await c.close()
+        b.stop()
 
 
 async def test_down_then_back_reconnects(pg: LocalCluster, cluster_base: Path,

@@ -29,6 +29,9 @@ DB = "pack_app"
 MONITOR = "wasp_monitor"
 #: metrics whose source only a superuser may read: absent under pg_monitor
 SUPERUSER_ONLY = {"wasp_pg_login_roles_without_password", "wasp_pg_hba_trust_rules"}
+#: metrics of a cluster with data checksums (this module's has none; test_postgres_storage's has)
+CHECKSUMS_ONLY = {"wasp_pg_database_checksum_failures_total",
+                  "wasp_pg_database_checksum_last_failure_timestamp_seconds"}
 
 
 # ---------------------------------------------------------------------------
@@ -145,8 +148,11 @@ async def test_every_metric_present_under_pg_monitor(cluster: LocalCluster, su_d
 
     assert not [(lab, v) for lab, v in samples(text, "wasp_query_errors_total") if v], text
     assert all(v == 1 for _, v in samples(text, "wasp_query_enabled"))
-    missing = pack_metrics() - SUPERUSER_ONLY - names(text)
+    missing = pack_metrics() - SUPERUSER_ONLY - CHECKSUMS_ONLY - names(text)
     assert not missing
+    # without data checksums no failure can be detected: absent, and said so
+    assert not CHECKSUMS_ONLY & names(text)
+    assert value(text, "wasp_pg_data_checksums_enabled") == 0
     # what pg_monitor cannot read is absent and said so, not an error
     assert not SUPERUSER_ONLY & names(text)
     for check in ("login_roles_without_password", "hba_trust_rules"):

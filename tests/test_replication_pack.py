@@ -59,7 +59,8 @@ def pair(cluster_base: Path) -> Iterator[tuple[LocalCluster, LocalCluster]]:
     base = cluster_base / "pack"
     base.mkdir()
     base.chmod(0o755)
-    p = LocalCluster(datadir=base / "p", port=free_port())
+    p = LocalCluster(datadir=base / "p", port=free_port(),
+                     settings={"max_slot_wal_keep_size": "1GB"})
     p.init()
     p.start()
     r = LocalCluster(datadir=base / "r", port=free_port())
@@ -115,10 +116,13 @@ async def test_every_query_runs_under_pg_monitor(pair: tuple[LocalCluster, Local
                     assert isinstance(row[result.columns.index(lab)], str), (q.name, lab)
             fams = families_from_rows(q, result)
             assert fams, q.name
+            if q.name == "replication_slot_limit":  # the setting, in bytes, on both sides
+                assert fams[0].samples[0][1] == 1024 ** 3
             ran.add(q.name)
     finally:
         await db.close()
-    expected = {"replication_slot", "replication_timeline", "heartbeat"} | (
+    expected = {"replication_slot", "replication_slot_limit", "replication_timeline",
+                "heartbeat"} | (
         {"replication_standby", "replication_standbys"} if side == "primary"
         else {"standby_wal_receiver", "standby_upstream", "standby_replay_paused"})
     assert ran == expected
