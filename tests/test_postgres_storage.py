@@ -204,6 +204,23 @@ async def test_autovacuum_behind_and_workers(su_dsn: str, mon_dsn: str, tmp_path
     assert value(text, "wasp_pg_autovacuum_enabled") == 1
     assert value(text, "wasp_pg_autovacuum_max_workers") == 3
 
+    # the older of the table and its TOAST table counts, whichever of the two it is
+    toast = sql(su_dsn, "SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = 'stale'")
+    ages = ("SELECT age(c.relfrozenxid) - age(t.relfrozenxid), greatest(age(c.relfrozenxid),"
+            " age(t.relfrozenxid)) FROM pg_class c JOIN pg_class t ON t.oid = c.reltoastrelid"
+            " WHERE c.relname = 'stale'")
+    for freeze, older in ((f"VACUUM (FREEZE) {toast}", "table"),
+                          ("VACUUM (FREEZE, PROCESS_TOAST false) stale", "toast")):
+        sql(su_dsn, freeze)
+        for _ in range(20):
+            sql(su_dsn, "SELECT txid_current()")
+        with psycopg.connect(su_dsn, autocommit=True) as conn:
+            diff, low = conn.execute(ages).fetchone()  # type: ignore[misc]
+        assert (diff > 0) == (older == "table"), (older, diff)
+        text = await scrape(mon_dsn, tmp_path, {"tables"})
+        assert low <= value(text, "wasp_pg_table_xid_age", **table) <= sql(
+            su_dsn, ages.replace("age(c.relfrozenxid) - age(t.relfrozenxid), ", "")), older
+
     # a worker held back by its cost delay stays busy long enough to be seen
     with psycopg.connect(su_dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE crawl (id int, v text) WITH (autovacuum_vacuum_threshold = 0,"
