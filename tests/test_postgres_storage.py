@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from helpers import samples, value
+from helpers import num, samples, value
 from wasp.companions.pgcluster import LocalCluster, free_port
 from wasp.config.schema import parse_config
 from wasp.exporter.engine import Engine
@@ -125,7 +125,7 @@ async def test_slot_fills_pg_wal_until_its_limit(su_dsn: str, mon_dsn: str,
         grown = value(text, "wasp_pg_wal_directory_bytes")
         assert grown is not None and min(low, high) <= grown <= max(low, high)
         assert grown >= before + 3 * SEGMENT  # the slot keeps the segments it has not consumed
-        assert value(text, "wasp_pg_wal_directory_segments") >= 5
+        assert num(text, "wasp_pg_wal_directory_segments") >= 5
         safe = value(text, "wasp_pg_replication_slot_safe_wal_size_bytes", **slot)
         assert safe is not None and safe < SEGMENT  # under a quarter of the limit left
         assert value(text, "wasp_pg_replication_slot_wal_status", wal_status="extended", **slot) == 1
@@ -136,7 +136,7 @@ async def test_slot_fills_pg_wal_until_its_limit(su_dsn: str, mon_dsn: str,
         text = await scrape(mon_dsn, tmp_path, only)
         assert value(text, "wasp_pg_replication_slot_wal_status", wal_status="lost", **slot) == 1
         assert value(text, "wasp_pg_replication_slot_safe_wal_size_bytes", **slot) is None
-        assert value(text, "wasp_pg_wal_directory_bytes") < grown  # the checkpoint freed pg_wal
+        assert num(text, "wasp_pg_wal_directory_bytes") < grown  # the checkpoint freed pg_wal
     finally:
         sql(su_dsn, "SELECT pg_drop_replication_slot('gone_replica')")
 
@@ -231,7 +231,7 @@ async def test_autovacuum_behind_and_workers(su_dsn: str, mon_dsn: str, tmp_path
     wait_for(su_dsn, "SELECT count(*) > 0 FROM pg_stat_activity"
              " WHERE backend_type = 'autovacuum worker' AND query LIKE '%crawl%'")
     text = await scrape(mon_dsn, tmp_path, {"autovacuum"})
-    assert value(text, "wasp_pg_autovacuum_workers") >= 1
+    assert num(text, "wasp_pg_autovacuum_workers") >= 1
     sql(su_dsn, "DROP TABLE crawl")  # autovacuum yields its lock to the DROP
     wait_for(su_dsn, "SELECT count(*) = 0 FROM pg_stat_activity"
              " WHERE backend_type = 'autovacuum worker' AND query LIKE '%crawl%'")
