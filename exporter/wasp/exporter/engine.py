@@ -3,8 +3,18 @@
 A scrape never waits on a database: collectors run in the background, each
 successful run replaces that collector's families, and the exposition bytes
 are re-rendered after changes. A run still going when its next turn comes is
-skipped and counted, never stacked. A failed run keeps the last good families
-until they are `stale_after` old, then they are dropped.
+skipped and counted, never stacked. The last good families of a collector are
+served until its last success is older than `stale_after` (or than its
+interval plus timeout, when that is longer), whatever its runs are doing, then
+they are dropped.
+
+A target not known to be up is probed on a connection of its own, which says
+why it cannot be reached (`wasp_target_connection_errors_total{reason}`); while
+it is down its queries fail at once, without a connection attempt each, and it
+is probed again with backoff. One round (`run_once`) tries each target once.
+Ready means every query has completed a run, except those whose target was
+tried and found down: a down target is `wasp_target_up 0`, not an unready
+exporter.
 
 Rendering never holds up a scrape: the list of chunks to render is taken on
 the event loop (cheap and consistent), the join and gzip run in a worker
@@ -31,7 +41,7 @@ from pathlib import Path
 from wasp.config.schema import Config, QueryDef, Requires, TargetConfig
 from wasp.exporter.budget import ConnectionBudget
 from wasp.exporter.collector import CollectContext, CollectError, Collector
-from wasp.exporter.db import DBError, TargetDB
+from wasp.exporter.db import ConnectError, DBError, TargetDB
 from wasp.exporter.exposition import Rendered, render, render_samples
 from wasp.exporter.sql import SqlCollector
 from wasp.model import Family
@@ -88,6 +98,10 @@ class TargetState:
     semaphore: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     ping_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_error: str | None = None
+    #: why the last connection attempt failed (auth, refused, timeout, dns, ...)
+    down_cause: str | None = None
+    #: failed connection attempts by cause
+    connect_errors: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class Engine:
@@ -127,6 +141,8 @@ class Engine:
         self.family_sources: list[Callable[[], list[Family]]] = []
         self.start_time = time.time()
         self.renders = 0
+        #: inside run_once: a target is tried once, never again in the same round
+        self._one_round = False
 
     # -- building ---------------------------------------------------------------
     def _build_collectors(self) -> list[Collector]:
@@ -196,17 +212,34 @@ class Engine:
         log.info("engine stopped")
 
     async def run_once(self) -> Rendered:
-        """Run every collector once (concurrently, within limits) and render."""
+        """Run every collector once (concurrently, within limits) and render.
+
+        Every target is tried once, all at the same time, before the queries: the
+        queries of one that cannot be reached fail at once with its reason, so the
+        round takes about one connect timeout per round, not one per query.
+        """
         for t in self.targets.values():
             if t.db is not None:
                 await t.db.open()
-        await asyncio.gather(*(self._run(st) for st in self.states.values()))
+        self._one_round = True
+        try:
+            await asyncio.gather(*(self._ensure_target(t) for t in self.targets.values()
+                                   if t.db is not None))
+            await asyncio.gather(*(self._run(st) for st in self.states.values()))
+        finally:
+            self._one_round = False
         return self.render_now()
+
+    def _target_down(self, st: QueryState) -> bool:
+        """True when the collector's target was tried and cannot be reached."""
+        t = self.targets.get(st.collector.target) if st.collector.target else None
+        return t is not None and t.db is not None and t.checked_once and not t.up
 
     @property
     def ready(self) -> bool:
-        """True once every collector has completed its first run."""
-        return all(st.completed_once or st.disabled for st in self.states.values())
+        """True once every query has completed a run, or its target was tried and is down."""
+        return all(st.completed_once or st.disabled or self._target_down(st)
+                   for st in self.states.values())
 
     @property
     def serving_ready(self) -> bool:
@@ -239,21 +272,24 @@ class Engine:
                 next_t = now + interval
 
     async def _ensure_target(self, t: TargetState) -> bool:
-        """Ping a postgres target when due; returns whether it is up."""
+        """Ping a postgres target when due; returns whether it is up.
+
+        A target up is pinged through its pool; one down (or never tried) on a
+        connection of its own, which gives the real reason of a failure.
+        """
         assert t.db is not None
         async with t.ping_lock:
             now = time.monotonic()
-            if t.checked_once and now < t.next_ping:
+            if t.checked_once and (self._one_round or now < t.next_ping):
                 return t.up
+            timeout = min(5.0, t.config.connect_timeout + 1)
             try:
-                info = await t.db.server_info(timeout=min(5.0, t.config.connect_timeout + 1))
+                if t.up:
+                    info = await t.db.server_info(timeout=timeout)
+                else:
+                    info = await t.db.probe(timeout=timeout)
             except DBError as e:
-                if t.up or not t.checked_once:
-                    log.warning("target %s is down: %s (retrying with backoff)", t.config.name, e)
-                t.up = False
-                t.last_error = str(e)
-                t.next_ping = time.monotonic() + t.backoff
-                t.backoff = min(MAX_BACKOFF, t.backoff * 2)
+                self._target_failed(t, e)
             else:
                 if not t.up:
                     log.info("target %s is up (server %d, %s)", t.config.name, info.version_num,
@@ -261,10 +297,26 @@ class Engine:
                 t.up = True
                 t.backoff = 1.0
                 t.last_error = None
+                t.down_cause = None
                 t.next_ping = time.monotonic() + PING_INTERVAL
             t.checked_once = True
             self._dirty.set()
             return t.up
+
+    def _target_failed(self, t: TargetState, e: DBError) -> None:
+        """Mark `t` down after a failed attempt; the next one waits out the backoff."""
+        cause = e.cause if isinstance(e, ConnectError) else (
+            "other" if e.reason == "connection" else e.reason)
+        if t.up or not t.checked_once or cause != t.down_cause:
+            log.warning("target %s is down (%s): %s; trying again with backoff",
+                        t.config.name, cause, e)
+        if isinstance(e, ConnectError):
+            t.connect_errors[cause] += 1
+        t.up = False
+        t.down_cause = cause
+        t.last_error = str(e)
+        t.next_ping = time.monotonic() + t.backoff
+        t.backoff = min(MAX_BACKOFF, t.backoff * 2)
 
     async def _run(self, st: QueryState) -> None:
         c = st.collector
@@ -274,7 +326,8 @@ class Engine:
         try:
             if t is not None and db is not None:
                 if not await self._ensure_target(t):
-                    raise CollectError("connection", f"target {t.config.name} is down: {t.last_error}")
+                    raise CollectError("connection", f"target {t.config.name} is down "
+                                       f"({t.down_cause}): {t.last_error}")
                 if not self._role_ok(st, t) or not await self._requires_ok(st, t):
                     return
             ctx = CollectContext(now=time.time(), status_dir=self.status_dir, db=db)
@@ -285,9 +338,10 @@ class Engine:
                 families = await asyncio.wait_for(c.collect(ctx), timeout=c.timeout + 10)
         except CollectError as e:
             self._failed(st, e.reason, str(e), start)
-            if t is not None and e.reason == "connection":
-                t.up = False
-                t.next_ping = 0.0
+            if t is not None and t.db is not None and e.reason == "connection" and t.up:
+                # probed on a connection of its own at the next ping (after the backoff),
+                # not by every query of this round
+                self._target_failed(t, DBError("connection", str(e)))
         except TimeoutError:
             self._failed(st, "timeout", f"no result within {c.timeout:g}s", start)
         except asyncio.CancelledError:
@@ -432,7 +486,10 @@ class Engine:
         for st in self.states.values():
             if not st.chunks:
                 continue
-            if not st.last_ok and st.last_success_mono is not None and now - st.last_success_mono > stale:
+            # by age, whatever the runs are doing (one may be waiting on a dead server);
+            # a query whose own cycle is longer than stale_after keeps its series that long
+            limit = max(stale, st.collector.interval + st.collector.timeout)
+            if st.last_success_mono is not None and now - st.last_success_mono > limit:
                 log.warning("query %s: last good result is %.0fs old, dropping it",
                             st.collector.key, now - st.last_success_mono)
                 st.chunks = []

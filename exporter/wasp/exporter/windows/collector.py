@@ -72,6 +72,9 @@ class WindowCollector(QueryCollector):
         # which then runs instead (checked again at every hourly reload)
         self.in_full: str | None = None
         self._checked_at: float | None = None
+        #: why the updated_column cannot be used (it is missing on the server), or None
+        self.no_updated: str | None = None
+        self._inspected_at = 0.0
 
     # -- time ----------------------------------------------------------------------
     def _now(self, db: TargetDB) -> float:
@@ -83,20 +86,46 @@ class WindowCollector(QueryCollector):
         aware = dt.datetime.fromtimestamp(t, dt.UTC)
         return aware if self._time_type == "timestamp with time zone" else aware.replace(tzinfo=None)
 
-    async def _detect_time_type(self, db: TargetDB) -> None:
+    async def _inspect(self, db: TargetDB, now: float) -> None:
+        """Check the table and columns on the server, as `requires` is checked.
+
+        A missing table or time column fails the run with reason `missing`; a
+        missing updated_column makes the window run in full (one log line),
+        checked again at every full reload.
+        """
         w = self.window
         r = await db.fetch(
-            "SELECT format_type(a.atttypid, NULL) FROM pg_attribute a "
-            "WHERE a.attrelid = to_regclass(%s) AND a.attname = %s AND NOT a.attisdropped",
-            timeout=self.timeout, params=(w.table, w.time_column))
-        if not r.rows:
-            raise CollectError("sql", f"window query {self.name!r}: column "
-                               f"{w.table}.{w.time_column} not found")
-        t = str(r.rows[0][0])
+            "SELECT to_regclass(%s) IS NOT NULL, "
+            "(SELECT format_type(a.atttypid, NULL) FROM pg_attribute a WHERE a.attrelid = "
+            " to_regclass(%s) AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped), "
+            "EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) "
+            " AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped)",
+            timeout=self.timeout,
+            params=(w.table, w.table, w.time_column, w.table, w.updated_column or ""))
+        has_table, t, has_updated = r.rows[0]
+        if not has_table:
+            raise CollectError("missing", f"window query {self.name!r}: relation {w.table} "
+                               "does not exist")
+        if t is None:
+            raise CollectError("missing", f"window query {self.name!r}: column "
+                               f"{w.table}.{w.time_column} does not exist")
         if t not in ("timestamp without time zone", "timestamp with time zone"):
             raise CollectError("sql", f"window query {self.name!r}: {w.table}.{w.time_column} "
                                f"is {t}, not a timestamp")
-        self._time_type = t
+        self._time_type = str(t)
+        self._inspected_at = now
+        missing = None
+        if self.plan.mode == "rows" and not has_updated:
+            missing = (f"column {w.table}.{w.updated_column} (its updated_column) does not exist "
+                       "on the server")
+        if missing != self.no_updated:
+            if missing:
+                log.warning("window query %s runs in full: %s", self.name, missing)
+            else:
+                log.info("window query %s: column %s.%s found, evaluated incrementally",
+                         self.name, w.table, w.updated_column)
+                self._prev = None  # start from a full load
+        self.no_updated = missing
 
     # -- collector -----------------------------------------------------------------
     async def collect(self, ctx: CollectContext) -> list[Family]:
@@ -130,13 +159,13 @@ class WindowCollector(QueryCollector):
 
     async def refresh(self, db: TargetDB) -> list[Family]:
         """Bring the window up to now and return its families."""
-        if self._time_type is None:
-            await self._detect_time_type(db)
         now = self._now(db)
+        if self._time_type is None or now - self._inspected_at >= self.full_every:
+            await self._inspect(db, now)
         if self.window.direction == "future" and (
                 self._checked_at is None or now - self._checked_at >= self.full_every):
             await self._check_index(db, now)
-        if self.in_full is not None:
+        if self.in_full is not None or self.no_updated is not None:
             return families_from_rows(self.query, await db.fetch(self.query.sql,
                                                                  timeout=self.timeout))
         full = self._prev is None or now - self._loaded_at >= self.full_every
