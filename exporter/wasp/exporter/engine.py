@@ -4,9 +4,9 @@ A scrape never waits on a database: collectors run in the background, each
 successful run replaces that collector's families, and the exposition bytes
 are re-rendered after changes. A run still going when its next turn comes is
 skipped and counted, never stacked. The last good families of a collector are
-served until its last success is older than `stale_after` (or than its
-interval plus timeout, when that is longer), whatever its runs are doing, then
-they are dropped.
+served until its last success is older than `stale_after`, whatever its runs
+are doing (when its last run succeeded, not before its next one is overdue:
+interval plus timeout), then they are dropped.
 
 A target not known to be up is probed on a connection of its own, which says
 why it cannot be reached (`wasp_target_connection_errors_total{reason}`); while
@@ -326,8 +326,10 @@ class Engine:
         try:
             if t is not None and db is not None:
                 if not await self._ensure_target(t):
-                    raise CollectError("connection", f"target {t.config.name} is down "
-                                       f"({t.down_cause}): {t.last_error}")
+                    # the target's own log line says why; one per query would drown it
+                    self._failed(st, "connection", f"target {t.config.name} is down "
+                                 f"({t.down_cause}): {t.last_error}", start, quiet=True)
+                    return
                 if not self._role_ok(st, t) or not await self._requires_ok(st, t):
                     return
             ctx = CollectContext(now=time.time(), status_dir=self.status_dir, db=db)
@@ -426,12 +428,14 @@ class Engine:
         st.chunks = chunks
         st.series = total
 
-    def _failed(self, st: QueryState, reason: str, message: str, start: float) -> None:
+    def _failed(self, st: QueryState, reason: str, message: str, start: float, *,
+                quiet: bool = False) -> None:
         st.runs += 1
         st.last_duration = time.monotonic() - start
         st.errors[reason] += 1
         if st.last_ok or st.last_error != message:
-            log.warning("query %s failed (%s): %s", st.collector.key, reason, message)
+            log.log(logging.DEBUG if quiet else logging.WARNING, "query %s failed (%s): %s",
+                    st.collector.key, reason, message)
         st.last_ok = False
         st.last_error = message
 
@@ -487,8 +491,10 @@ class Engine:
             if not st.chunks:
                 continue
             # by age, whatever the runs are doing (one may be waiting on a dead server);
-            # a query whose own cycle is longer than stale_after keeps its series that long
-            limit = max(stale, st.collector.interval + st.collector.timeout)
+            # a query whose last run succeeded keeps its series until its next run is overdue
+            # (its cycle may be longer than stale_after)
+            c = st.collector
+            limit = max(stale, c.interval + c.timeout) if st.last_ok else stale
             if st.last_success_mono is not None and now - st.last_success_mono > limit:
                 log.warning("query %s: last good result is %.0fs old, dropping it",
                             st.collector.key, now - st.last_success_mono)
