@@ -308,8 +308,8 @@ class Engine:
         cause = e.cause if isinstance(e, ConnectError) else (
             "other" if e.reason == "connection" else e.reason)
         if t.up or not t.checked_once or cause != t.down_cause:
-            log.warning("target %s is down (%s): %s; trying again with backoff",
-                        t.config.name, cause, e)
+            log.warning("target %s is down (%s): %s%s",
+                        t.config.name, cause, e, "" if self._one_round else "; trying again with backoff")
         if isinstance(e, ConnectError):
             t.connect_errors[cause] += 1
         t.up = False
