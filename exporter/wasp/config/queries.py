@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wasp.config.nodes import Node
+from wasp.config.top import parse_top
 from wasp.config.types import (
     DIRECTIONS,
     METRIC_TYPES,
@@ -25,7 +26,7 @@ OPTION_RE = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 
 QUERY_KEYS = {
     "sql", "labels", "values", "interval", "timeout", "max_series", "enabled", "role",
-    "help", "requires", "window", "targets",
+    "help", "requires", "window", "targets", "top",
 }
 VALUE_KEYS = {"column", "metric", "type", "help", "unit", "const_labels"}
 WINDOW_KEYS = {"table", "time_column", "length", "where", "group_by", "aggregates",
@@ -73,6 +74,12 @@ def parse_query(name: str, node: Node, *, pack: str | None, options: Mapping[str
         for v in values:
             if v.column not in agg_cols:
                 wnode.child("aggregates").error(f"has no aggregate for value column {v.column!r}")
+    top = None
+    if node.has("top"):
+        if window is not None:
+            node.child("top").error("a query cannot have both window and top")
+        top = parse_top(node.child("top"), labels=labels, values=tuple(cols),
+                        substitute=lambda n: _substitute(n, options))
     targets = None
     if node.has("targets"):
         targets = node.child("targets").str_list()
@@ -90,6 +97,7 @@ def parse_query(name: str, node: Node, *, pack: str | None, options: Mapping[str
         help=node.child("help").str(""),
         requires=_parse_requires(node.child("requires")),
         window=window,
+        top=top,
         targets=targets,
         source=f"{node.file}:{node.line}",
     )

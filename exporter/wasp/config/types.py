@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from wasp.config.nodes import ConfigError
+from wasp.config.top import TopDef
 from wasp.model import METRIC_TYPES, MetricType
 
 __all__ = [
@@ -126,6 +127,8 @@ class QueryDef:
     help: str = ""
     requires: Requires = field(default_factory=Requires)
     window: WindowDef | None = None
+    #: a stable top N of the rows (one per entity) get series; see config/top.py
+    top: TopDef | None = None
     #: target names; None = every postgres target that runs this query's pack
     targets: tuple[str, ...] | None = None
     source: str = ""

@@ -43,7 +43,7 @@ from wasp.exporter.budget import ConnectionBudget
 from wasp.exporter.collector import CollectContext, CollectError, Collector
 from wasp.exporter.db import ConnectError, DBError, TargetDB
 from wasp.exporter.exposition import Rendered, render, render_samples
-from wasp.exporter.sql import SqlCollector
+from wasp.exporter.sql import SqlCollector, TopCollector
 from wasp.model import Family
 
 __all__ = ["Engine", "QueryState"]
@@ -161,6 +161,8 @@ class Engine:
             c = make_window_collector(q, t.name)
             if c is not None:
                 return c
+        if q.top is not None:
+            return TopCollector(q, t.name)
         return SqlCollector(q, t.name)
 
     def add_collector(self, c: Collector) -> None:

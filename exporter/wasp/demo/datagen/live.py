@@ -778,7 +778,7 @@ class _Writer:
             )
             self.stats.updated["bookings"] += max(cur.rowcount, 0)
             cur = self.conn.execute(
-                f"""UPDATE reminders r SET scheduled_at = r.scheduled_at + v.days * interval '1 day'
+                """UPDATE reminders r SET scheduled_at = r.scheduled_at + v.days * interval '1 day'
                     FROM unnest(%s::text[], %s::int[]) AS v(id, days)
                     WHERE r.booking_id = v.id AND r.status::text = 'PENDING'""",
                 (move, days),
