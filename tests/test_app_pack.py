@@ -608,6 +608,9 @@ async def test_documented_schema_under_live_writes_has_no_query_errors(
     assert stats.errors == 0 and stats.inserted["messages"] > 0 and stats.updated["bookings"] > 0
     states = {st.collector.name: st for st in engine.states.values()}
     for name, st in states.items():
+        if st.disabled:  # requires a newer-schema column (webhook processing time)
+            assert name.startswith("webhook_processing_time"), (name, st.disabled)
+            continue
         assert st.last_ok and (st.runs >= 2 or 2 * st.collector.interval > LIVE_SECONDS), (
             name, st.runs, st.last_error)
     conv = states["conversations_active_30m"].collector
