@@ -22,9 +22,9 @@ from psycopg import errors as pgerrors
 from helpers import names, num, samples, value
 from wasp.companions.pgcluster import LocalCluster, chown_to_postgres
 from wasp.config.schema import load_pack, parse_config
-from wasp.exporter.engine import Engine
 from wasp.exporter.collector import CollectContext
 from wasp.exporter.db import TargetDB
+from wasp.exporter.engine import Engine
 from wasp.exporter.sql import SqlCollector, TopCollector
 
 DB = "pack_app"

@@ -41,17 +41,16 @@ from pathlib import Path
 from wasp.config.schema import Config, QueryDef, Requires, TargetConfig
 from wasp.exporter.budget import ConnectionBudget
 from wasp.exporter.collector import CollectContext, CollectError, Collector
-from wasp.exporter.db import ConnectError, DBError, TargetDB
+from wasp.exporter.db import DBError, TargetDB
 from wasp.exporter.exposition import Rendered, render, render_samples
 from wasp.exporter.sql import SqlCollector, TopCollector
+from wasp.exporter.targets import TargetState, check_requires
 from wasp.model import Family
 
-__all__ = ["Engine", "QueryState"]
+__all__ = ["Engine", "QueryState", "TargetState"]
 
 log = logging.getLogger(__name__)
 
-PING_INTERVAL = 15.0
-MAX_BACKOFF = 30.0
 REQUIRES_RECHECK = 600.0
 #: the longest the exposition goes without a render (self-metrics such as ages change)
 RENDER_MAX_INTERVAL = 5.0
@@ -83,25 +82,6 @@ class QueryState:
     requires_checked: float = 0.0
     task: asyncio.Task[None] | None = None
     last_error: str | None = None
-
-
-@dataclass
-class TargetState:
-    """A target's pool, liveness and backoff."""
-
-    config: TargetConfig
-    db: TargetDB | None
-    up: bool = False
-    checked_once: bool = False
-    backoff: float = 1.0
-    next_ping: float = 0.0
-    semaphore: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
-    ping_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    last_error: str | None = None
-    #: why the last connection attempt failed (auth, refused, timeout, dns, ...)
-    down_cause: str | None = None
-    #: failed connection attempts by cause
-    connect_errors: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class Engine:
@@ -274,51 +254,10 @@ class Engine:
                 next_t = now + interval
 
     async def _ensure_target(self, t: TargetState) -> bool:
-        """Ping a postgres target when due; returns whether it is up.
-
-        A target up is pinged through its pool; one down (or never tried) on a
-        connection of its own, which gives the real reason of a failure.
-        """
-        assert t.db is not None
-        async with t.ping_lock:
-            now = time.monotonic()
-            if t.checked_once and (self._one_round or now < t.next_ping):
-                return t.up
-            timeout = min(5.0, t.config.connect_timeout + 1)
-            try:
-                if t.up:
-                    info = await t.db.server_info(timeout=timeout)
-                else:
-                    info = await t.db.probe(timeout=timeout)
-            except DBError as e:
-                self._target_failed(t, e)
-            else:
-                if not t.up:
-                    log.info("target %s is up (server %d, %s)", t.config.name, info.version_num,
-                             "standby" if info.in_recovery else "primary")
-                t.up = True
-                t.backoff = 1.0
-                t.last_error = None
-                t.down_cause = None
-                t.next_ping = time.monotonic() + PING_INTERVAL
-            t.checked_once = True
-            self._dirty.set()
-            return t.up
-
-    def _target_failed(self, t: TargetState, e: DBError) -> None:
-        """Mark `t` down after a failed attempt; the next one waits out the backoff."""
-        cause = e.cause if isinstance(e, ConnectError) else (
-            "other" if e.reason == "connection" else e.reason)
-        if t.up or not t.checked_once or cause != t.down_cause:
-            log.warning("target %s is down (%s): %s%s",
-                        t.config.name, cause, e, "" if self._one_round else "; trying again with backoff")
-        if isinstance(e, ConnectError):
-            t.connect_errors[cause] += 1
-        t.up = False
-        t.down_cause = cause
-        t.last_error = str(e)
-        t.next_ping = time.monotonic() + t.backoff
-        t.backoff = min(MAX_BACKOFF, t.backoff * 2)
+        """Ping a postgres target when due (once per round in run_once); whether it is up."""
+        up = await t.ensure_up(one_round=self._one_round)
+        self._dirty.set()
+        return up
 
     async def _run(self, st: QueryState) -> None:
         c = st.collector
@@ -345,7 +284,7 @@ class Engine:
             if t is not None and t.db is not None and e.reason == "connection" and t.up:
                 # probed on a connection of its own at the next ping (after the backoff),
                 # not by every query of this round
-                self._target_failed(t, DBError("connection", str(e)))
+                t.failed(DBError("connection", str(e)))
         except TimeoutError:
             self._failed(st, "timeout", f"no result within {c.timeout:g}s", start)
         except asyncio.CancelledError:
@@ -535,29 +474,3 @@ class Engine:
         for source in self.family_sources:
             out.extend(source())
         return out
-
-
-async def check_requires(db: TargetDB, req: Requires) -> str | None:
-    """What `req` finds missing on the target (None when all is there)."""
-    problems: list[str] = []
-    info = db.info or await db.server_info()
-    if req.min_server_version and info.version_num < req.min_server_version:
-        problems.append(f"server version {info.version_num} < {req.min_server_version}")
-    if req.superuser and not info.is_superuser:
-        problems.append("needs superuser")
-    if req.tables or req.columns or req.extensions:
-        r = await db.fetch(
-            "SELECT 't', n FROM unnest(%s::text[]) n WHERE to_regclass(n) IS NULL "
-            "UNION ALL "
-            "SELECT 'c', c FROM unnest(%s::text[]) c WHERE NOT EXISTS ("
-            "  SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(split_part(c, '.', 1))"
-            "  AND a.attname = split_part(c, '.', 2) AND NOT a.attisdropped AND a.attnum > 0) "
-            "UNION ALL "
-            "SELECT 'e', e FROM unnest(%s::text[]) e WHERE NOT EXISTS ("
-            "  SELECT 1 FROM pg_extension x WHERE x.extname = e)",
-            timeout=10.0,
-            params=(list(req.tables), list(req.columns), list(req.extensions)),
-        )
-        what = {"t": "table", "c": "column", "e": "extension"}
-        problems.extend(f"{what[k]} {n} missing" for k, n in r.rows)
-    return "; ".join(problems) or None
