@@ -73,7 +73,7 @@ async def test_bad_sql_is_isolated(dsn: str) -> None:
         await engine.stop()
     assert value(text, "wasp_test_good") == 42
     assert value(text, "wasp_test_bad") is None
-    assert value(text, "wasp_query_errors_total", query="bad", reason="sql") == 1
+    assert value(text, "wasp_query_errors_total", query="bad", reason="missing") == 1
     assert value(text, "wasp_query_errors_total", query="wrongcol", reason="sql") == 1
     assert value(text, "wasp_query_errors_total", query="good", reason="sql") == 0
     assert value(text, "wasp_query_last_success_timestamp_seconds", query="good") is not None
@@ -150,7 +150,7 @@ async def test_rows_that_disappear_stop_being_exported_and_stale_data_expires(ds
         sql(dsn, "drop table s")
         text = (await engine.run_once()).text
         assert value(text, "wasp_test_s", k="a") == 1  # last good set, still young
-        assert value(text, "wasp_query_errors_total", query="s", reason="sql") == 1
+        assert value(text, "wasp_query_errors_total", query="s", reason="missing") == 1
         await asyncio.sleep(2.3)
         text = engine.render_now().text
         assert value(text, "wasp_test_s", k="a") is None  # too old: dropped

@@ -281,10 +281,14 @@ class Engine:
                 families = await asyncio.wait_for(c.collect(ctx), timeout=c.timeout + 10)
         except CollectError as e:
             self._failed(st, e.reason, str(e), start)
-            if t is not None and t.db is not None and e.reason == "connection" and t.up:
-                # probed on a connection of its own at the next ping (after the backoff),
-                # not by every query of this round
-                t.failed(DBError("connection", str(e)))
+            if t is not None and e.reason == "connection":
+                if t.db is None:  # a target its collectors reach themselves (PgBouncer)
+                    t.up = False
+                    t.checked_once = True
+                elif t.up:
+                    # probed on a connection of its own at the next ping (after the
+                    # backoff), not by every query of this round
+                    t.failed(DBError("connection", str(e)))
         except TimeoutError:
             self._failed(st, "timeout", f"no result within {c.timeout:g}s", start)
         except asyncio.CancelledError:
