@@ -151,6 +151,7 @@ class TargetDB:
             "options": opts,
             "connect_timeout": max(1, round(connect_timeout)),
         }
+        self._budget = budget
         self._pool: psycopg_pool.AsyncConnectionPool[Any] | BudgetPool
         if budget is not None:  # connections shared with other targets under one budget
             self._pool = BudgetPool(budget, dsn, kwargs=self._kwargs, max_size=pool_max)
@@ -319,18 +320,27 @@ class TargetDB:
         Raises ConnectError with the driver's reason (refused fails at once, an
         unanswered connect after `connect_timeout`), or DBError for the query.
         """
+        if self._budget is not None:  # the probe's session counts like any other
+            try:
+                await self._budget.take(time.monotonic() + self.connect_timeout)
+            except psycopg_pool.PoolTimeout as e:
+                raise ConnectError("other", f"cannot connect to target {self.name!r}: {e}") from None
         try:
-            async with asyncio.timeout(self.connect_timeout + timeout + 1.0):
-                conn = await psycopg.AsyncConnection.connect(self._dsn, **self._kwargs)
-        except (psycopg.Error, TimeoutError, OSError) as e:
-            what = _first_line(e) if not isinstance(e, TimeoutError) else "timeout expired"
-            raise self._scrubbed(ConnectError(
-                connect_cause(e) if not isinstance(e, TimeoutError) else "timeout",
-                f"cannot connect to target {self.name!r}: {what}")) from None
-        try:
-            return await self._server_info(conn, timeout)
+            try:
+                async with asyncio.timeout(self.connect_timeout + timeout + 1.0):
+                    conn = await psycopg.AsyncConnection.connect(self._dsn, **self._kwargs)
+            except (psycopg.Error, TimeoutError, OSError) as e:
+                what = _first_line(e) if not isinstance(e, TimeoutError) else "timeout expired"
+                raise self._scrubbed(ConnectError(
+                    connect_cause(e) if not isinstance(e, TimeoutError) else "timeout",
+                    f"cannot connect to target {self.name!r}: {what}")) from None
+            try:
+                return await self._server_info(conn, timeout)
+            finally:
+                await conn.close()
         finally:
-            await conn.close()
+            if self._budget is not None:
+                await self._budget.give_back()
 
     async def server_info(self, *, timeout: float = 5.0) -> ServerInfo:
         """Probe the server through the pool (also the target's `up`): version, recovery, superuser."""
