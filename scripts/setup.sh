@@ -26,10 +26,25 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   echo "setup: installing ${missing[*]}" >&2
   $SUDO apt-get update -q
-  # policy-rc.d keeps the packages' own services from starting: wasp starts what it needs itself
+  # A policy-rc.d that says "no" (exit 101) keeps the packages' own services (a
+  # system PostgreSQL, Prometheus on :9090, nginx, ...) from starting during the
+  # install: wasp starts what it needs itself. One already there is left alone.
+  policy=${WASP_POLICY_RC_D:-/usr/sbin/policy-rc.d}  # overridable for the tests
+  if [ ! -e "$policy" ]; then
+    echo "setup: creating $policy (exit 101) for the install: the packages' services stay stopped" >&2
+    printf '#!/bin/sh\n# created by wasp scripts/setup.sh for the duration of an apt-get install\nexit 101\n' \
+      | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ -n "$(trap -p EXIT)" ]; then
+    $SUDO rm -f "$policy"
+    trap - EXIT
+    echo "setup: removed $policy" >&2
+  fi
 fi
-# the Debian packages start their system services when allowed; tests and the demo use their own
+# services started before (or by an existing policy that allowed it); tests and the demo use their own
 for svc in postgresql pgbouncer prometheus prometheus-alertmanager prometheus-node-exporter nginx; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     echo "setup: note: system service $svc is running (wasp does not use it)" >&2
@@ -42,6 +57,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import wasp, pytest, psycopg, moto, mypy" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.wasp-installed ]; then
+  echo "setup: installing wasp with its test and lint tools into .venv (pip, about a minute)" >&2
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[dev,s3]'
   touch .venv/.wasp-installed

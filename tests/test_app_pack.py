@@ -11,9 +11,13 @@ that second or two).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import os
 import subprocess
+import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -29,9 +33,10 @@ import pytest
 from helpers import names, samples
 from wasp.companions.pgcluster import LocalCluster
 from wasp.config.schema import PackSettings, QueryDef, load_pack, parse_config
-from wasp.demo.datagen import create_schema, generate
+from wasp.demo.datagen import create_schema, generate, run_live
 from wasp.exporter.db import Result
 from wasp.exporter.sql import families_from_rows
+from wasp.exporter.windows import WindowCollector
 from wasp.packs import make_engine
 
 Key = tuple[str, frozenset[tuple[str, str]]]
@@ -580,3 +585,57 @@ def test_window_blocks_say_what_the_sql_says(v2: AppDB) -> None:
             assert sorted(map(repr, a)) == sorted(map(repr, b)), q.name
             assert a, f"{q.name}: no rows to compare on"
         conn.execute("COMMIT")
+
+
+#: how long the documented schema runs under live writes (the issue's bar: 10 minutes)
+LIVE_SECONDS = float(os.environ.get("WASP_LIVE_TEST_SECONDS", "600"))
+
+
+@pytest.mark.slow
+async def test_documented_schema_under_live_writes_has_no_query_errors(
+        make_app_db: Callable[..., AppDB], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The running schema, exactly as documented, written live as the application does, for
+    LIVE_SECONDS: every app query refreshes (incrementally where it can) without one error."""
+    caplog.set_level(logging.INFO, logger="wasp")
+    db = make_app_db("v1", salons=60, days=0.5)
+    stop = threading.Event()
+    live: list[Any] = []
+    writer = threading.Thread(target=lambda: live.append(
+        run_live(db.su_dsn, rate=1.0, tick_s=1.0, stop=stop, seed=5)))
+    cfg = parse_config({"server": {"status_dir": str(tmp_path / "status")},
+                        "targets": {"main": {"dsn": db.ro_dsn, "packs": ["app"]}}})
+    engine = make_engine(cfg)
+    writer.start()
+    await engine.start()
+    try:
+        deadline = time.monotonic() + LIVE_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+            errors = {st.collector.name: (dict(st.errors), st.last_error)
+                      for st in engine.states.values() if st.errors}
+            assert not errors, errors
+        errors = {st.collector.name: (dict(st.errors), st.last_error)
+                  for st in engine.states.values() if st.errors}
+        assert not errors, errors
+    finally:
+        await engine.stop()
+        stop.set()
+        await asyncio.to_thread(writer.join, 30)
+    stats = live[0]
+    assert stats.errors == 0 and stats.inserted["messages"] > 0 and stats.updated["bookings"] > 0
+    states = {st.collector.name: st for st in engine.states.values()}
+    for name, st in states.items():
+        if st.disabled:  # requires a newer-schema column (webhook processing time)
+            assert name.startswith("webhook_processing_time"), (name, st.disabled)
+            continue
+        assert st.last_ok and (st.runs >= 2 or 2 * st.collector.interval > LIVE_SECONDS), (
+            name, st.runs, st.last_error)
+    conv = states["conversations_active_30m"].collector
+    assert isinstance(conv, WindowCollector) and conv.no_updated is not None
+    said = [r.getMessage() for r in caplog.records if "conversations_active_30m runs in full" in r.getMessage()]
+    assert len(said) == 1, said
+    incremental = [st.collector for st in states.values() if isinstance(st.collector, WindowCollector)
+                   and not st.disabled and st.collector.no_updated is None
+                   and st.collector.in_full is None]
+    reloaded = {c.name: c.full_loads for c in incremental if c.full_loads != 1}
+    assert incremental and not reloaded, reloaded  # refreshed, never reloaded

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -70,7 +73,7 @@ async def test_bad_sql_is_isolated(dsn: str) -> None:
         await engine.stop()
     assert value(text, "wasp_test_good") == 42
     assert value(text, "wasp_test_bad") is None
-    assert value(text, "wasp_query_errors_total", query="bad", reason="sql") == 1
+    assert value(text, "wasp_query_errors_total", query="bad", reason="missing") == 1
     assert value(text, "wasp_query_errors_total", query="wrongcol", reason="sql") == 1
     assert value(text, "wasp_query_errors_total", query="good", reason="sql") == 0
     assert value(text, "wasp_query_last_success_timestamp_seconds", query="good") is not None
@@ -147,7 +150,7 @@ async def test_rows_that_disappear_stop_being_exported_and_stale_data_expires(ds
         sql(dsn, "drop table s")
         text = (await engine.run_once()).text
         assert value(text, "wasp_test_s", k="a") == 1  # last good set, still young
-        assert value(text, "wasp_query_errors_total", query="s", reason="sql") == 1
+        assert value(text, "wasp_query_errors_total", query="s", reason="missing") == 1
         await asyncio.sleep(2.3)
         text = engine.render_now().text
         assert value(text, "wasp_test_s", k="a") is None  # too old: dropped
@@ -337,3 +340,131 @@ queries:
     assert sql(pg.dsn(), probe)[0][0] == 0
     err = proc.stderr.read() if proc.stderr else ""
     assert "shutting down" in err and "engine stopped" in err
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts TCP connections and never answers (a server that hangs)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    yield s.getsockname()[1]
+    s.close()
+
+
+def test_once_with_two_down_targets_is_bounded(tmp_path: Path, silent_port: int) -> None:
+    """Two unreachable targets with the app and postgres packs: each tried once, in parallel."""
+    connect_timeout = 3.0
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"""
+server: {{status_dir: {tmp_path}}}
+targets:
+  refused: {{dsn: "host=127.0.0.1 port={free_port()} user=u password=pw", packs: [app, postgres],
+             connect_timeout: {connect_timeout:g}s}}
+  silent: {{dsn: "host=127.0.0.1 port={silent_port} user=u password=pw", packs: [app, postgres],
+            connect_timeout: {connect_timeout:g}s}}
+""")
+    # what starting the process and loading the packs costs on this (loaded) machine
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-m", "wasp", "check-config", str(cfg)], check=True,
+                   capture_output=True, timeout=120)
+    baseline = time.monotonic() - start
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "wasp", "exporter", "-c", str(cfg), "--once"],
+                       capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - start
+    assert r.returncode == 1, r.stderr
+    assert took - baseline < 2 * connect_timeout + 10, f"--once took {took:.1f}s ({baseline:.1f}s to start)"
+    for target, reason in (("refused", "refused"), ("silent", "timeout")):
+        assert value(r.stdout, "wasp_target_up", target=target) == 0
+        assert value(r.stdout, "wasp_target_connection_errors_total", target=target,
+                     reason=reason) == 1
+        down = [line for line in r.stderr.splitlines() if f"target {target} is down ({reason})" in line]
+        assert len(down) == 1, r.stderr
+    failed = samples(r.stdout, "wasp_query_errors_total")
+    assert sum(v for lab, v in failed if lab["reason"] == "connection") > 40  # every query said so
+    assert "password=pw" not in r.stderr
+
+
+async def test_ready_with_one_target_down(dsn: str, silent_port: int) -> None:
+    """One target hangs: /readyz turns 200 once the other completed a round and the down one
+    was tried (once, not once per query); up 0 for the down one."""
+    cfg = parse_config({
+        "server": {"status_dir": "/tmp/wasp-test-status"},
+        "targets": {"good": {"dsn": dsn, "packs": ["postgres"]},
+                    "down": {"dsn": f"host=127.0.0.1 port={silent_port} user=u", "packs": ["postgres"],
+                             "connect_timeout": "2s"}},
+        "queries": {"one": gauge_query("select 1 as n", "wasp_test_one", targets=["good"])},
+    })
+    engine = make_engine(cfg)
+    runner, base = await serve(engine)
+    await engine.start()
+    try:
+        deadline = time.monotonic() + 20  # one connect timeout (2 s) and a loaded machine
+        async with aiohttp.ClientSession() as s:
+            while True:
+                async with s.get(base + "/readyz") as r:
+                    if r.status == 200:
+                        break
+                assert time.monotonic() < deadline, await r.text()
+                await asyncio.sleep(0.3)
+            async with s.get(base + "/metrics") as r:
+                text = await r.read()
+        assert value(text, "wasp_target_up", target="down") == 0
+        assert value(text, "wasp_target_up", target="good") == 1
+        assert value(text, "wasp_test_one", target="good") == 1
+        assert value(text, "wasp_exporter_ready") == 1
+        good = [st for st in engine.states.values() if st.collector.target == "good"]
+        assert all(st.completed_once or st.disabled for st in good)
+    finally:
+        await engine.stop()
+        await runner.cleanup()
+
+
+def _server_pids(c: LocalCluster) -> list[int]:
+    """The postmaster and its children."""
+    postmaster = int((c.datadir / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+async def test_series_older_than_stale_after_go_while_the_server_is_stopped(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """The server stops answering (SIGSTOP): the series go by age, before the hanging run fails."""
+    c: LocalCluster = make_cluster()
+    cfg = parse_config(config(c.dsn(), {"one": gauge_query("select 1 as n", "wasp_test_one",
+                                                               interval="4s", timeout="4s")},
+                              stale_after="2s"))
+    engine = make_engine(cfg)
+    st = engine.states["main/one"]
+    await engine.start()
+    stopped: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while value(engine.render_now().text, "wasp_test_one", target="main") != 1:
+            assert time.monotonic() < deadline, st.last_error
+            await asyncio.sleep(0.2)
+        stopped = _server_pids(c)
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        while value(engine.render_now().text, "wasp_test_one", target="main") == 1:
+            assert time.monotonic() - stopped_at < 30, "the series were never dropped"
+            await asyncio.sleep(0.1)
+        gone_after = time.monotonic() - stopped_at
+        assert st.last_success_mono is not None
+        # the run in flight still hangs on the stopped server: no failure recorded yet
+        assert not st.errors, st.errors
+        assert st.task is not None and not st.task.done()
+        # stale_after 2 s, but the last run succeeded: kept until its next is overdue (8 s)
+        assert 2.0 < gone_after < 9.0
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        await engine.stop()

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypedDict
 
 import psycopg
@@ -353,7 +354,7 @@ def test_live_inserts_and_changes_rows(connect: Connect, dsn: str) -> None:
         )
         > 0
     )
-    assert scalar(conn, "SELECT count(*) FROM conversations WHERE updated_at >= %s", started) > 0
+    assert scalar(conn, "SELECT count(*) FROM conversations WHERE last_message_at >= %s", started) > 0
 
 
 def test_auckland_default_time_zone_changes_nothing(
@@ -389,3 +390,78 @@ def test_cli_loads_then_refuses_a_second_load(dsn: str, connect: Connect, capsys
     assert scalar(connect(), "SELECT count(*) FROM salons") == 20
     assert datagen_cli.main(args) == 2
     assert "already holds 20 salons" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# the documented schema, column for column
+# ---------------------------------------------------------------------------
+DOC = Path(__file__).parent / "data" / "app-schema-tables.md"
+SECTION = ("## Tables and columns used by monitoring", "## Volumes to design for")
+
+
+def _top_level(text: str) -> list[str]:
+    """Split on commas outside parentheses."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return [*parts, cur.strip()]
+
+
+def documented_schema() -> tuple[dict[str, set[str]], set[tuple[str, str]], set[str]]:
+    """(table -> columns, the newer-only (table, column) pairs, the other tables named)."""
+    tables: dict[str, set[str]] = {}
+    newer: set[tuple[str, str]] = set()
+    text = DOC.read_text()
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or cells[0] in ("table", "---") or not cells[0].isidentifier():
+            continue
+        table, columns, notes = cells
+        tables[table] = set()
+        for item in _top_level(columns):
+            name = item.split()[0].split("(")[0]
+            tables[table].add(name)
+            if "newer schema only" in item or "newer schema only" in notes:
+                newer.add((table, name))
+    others = text.split("Other tables exist (", 1)[1].split(")", 1)[0]
+    return tables, newer, {t.strip() for t in others.split(",") if t.strip() != "..."}
+
+
+def test_vendored_schema_section_matches_the_original() -> None:
+    """tests/data holds the section of ../shared/app-schema.md verbatim (checked when present)."""
+    vendored = DOC.read_text()
+    assert vendored.count(SECTION[0]) == 1
+    original = Path(__file__).resolve().parents[1].parent / "shared" / "app-schema.md"
+    for path in (original, Path("/work/shared/app-schema.md")):
+        if path.exists():
+            text = path.read_text()
+            section = text[text.index(SECTION[0]):text.index(SECTION[1])].rstrip()
+            assert section in vendored, f"{DOC} is out of date with {path}"
+
+
+@pytest.mark.parametrize("variant", ["v1", "v2"])
+def test_schema_is_the_documented_one_column_for_column(connect: Connect, variant: str) -> None:
+    tables, newer, others = documented_schema()
+    assert len(tables) == 11 and ("intent_analytics", "date") in newer
+    conn = connect()
+    create_schema(conn, variant)  # type: ignore[arg-type]
+    rows = conn.execute(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns "
+        "WHERE table_schema = current_schema()").fetchall()
+    created: dict[str, set[str]] = {}
+    for table, column in rows:
+        created.setdefault(table, set()).add(column)
+    for table, columns in tables.items():
+        expected = columns if variant == "v2" else {c for c in columns if (table, c) not in newer}
+        if not expected:
+            assert table not in created, f"{variant}: {table} is newer-schema only"
+            continue
+        assert created.get(table) == expected, (
+            f"{variant}: {table} has {sorted(created.get(table, set()) - expected)} "
+            f"beyond the documented columns and lacks {sorted(expected - created.get(table, set()))}")
+    assert set(created) - set(tables) <= others, "tables neither documented nor named as others"

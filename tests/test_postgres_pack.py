@@ -22,8 +22,10 @@ from psycopg import errors as pgerrors
 from helpers import names, num, samples, value
 from wasp.companions.pgcluster import LocalCluster, chown_to_postgres
 from wasp.config.schema import load_pack, parse_config
+from wasp.exporter.collector import CollectContext
+from wasp.exporter.db import TargetDB
 from wasp.exporter.engine import Engine
-from wasp.exporter.sql import SqlCollector
+from wasp.exporter.sql import SqlCollector, TopCollector
 
 DB = "pack_app"
 MONITOR = "wasp_monitor"
@@ -81,7 +83,8 @@ async def scrape(dsn: str, tmp: Path, *, only: set[str] | None = None,
     cfg = parse_config(data)
     collectors = None
     if only is not None:
-        collectors = [SqlCollector(q, "main") for q in cfg.queries if q.name in only]
+        collectors = [TopCollector(q, "main") if q.top else SqlCollector(q, "main")
+                      for q in cfg.queries if q.name in only]
         assert {c.name for c in collectors} == only
     engine = Engine(cfg, collectors=collectors)
     try:
@@ -360,17 +363,22 @@ async def test_statements_top_n_plus_other_and_totals(su_dsn: str, mon_dsn: str,
     total_after = sql(su_dsn, "SELECT sum(calls) FROM pg_stat_statements")
 
     for metric in ("wasp_pg_statement_calls_total", "wasp_pg_statement_exec_time_seconds_total",
-                   "wasp_pg_statement_mean_exec_time_seconds", "wasp_pg_statement_rows_total",
-                   "wasp_pg_statement_shared_blocks_hit_total",
+                   "wasp_pg_statement_rows_total", "wasp_pg_statement_shared_blocks_hit_total",
                    "wasp_pg_statement_shared_blocks_read_total"):
         assert len(samples(text, metric)) == top + 1, metric
+    # a mean is not summed: (other) has none
+    assert len(samples(text, "wasp_pg_statement_mean_exec_time_seconds")) == top
     calls = samples(text, "wasp_pg_statement_calls_total")
     # the only statement that ran after the exporter's snapshot is the exporter's query itself
     assert sum(v for _, v in calls) == total_after - 1
     assert num(text, "wasp_pg_statement_calls_total", queryid="(other)") > 0
-    for lab, _ in calls:
-        assert len(lab["fingerprint"]) <= 60
-        assert "\n" not in lab["fingerprint"]
+    # the fingerprint is in one info series per exported queryid, not on every metric
+    assert all(set(lab) == {"target", "queryid"} for lab, _ in calls)
+    info = samples(text, "wasp_pg_statement_info")
+    assert sorted(lab["queryid"] for lab, _ in info) == sorted(
+        lab["queryid"] for lab, _ in calls if lab["queryid"] != "(other)")
+    for lab, v in info:
+        assert v == 1 and 0 < len(lab["fingerprint"]) <= 60 and "\n" not in lab["fingerprint"]
 
 
 async def test_statement_fingerprints_hide_literals_and_comments(su_dsn: str, mon_dsn: str,
@@ -383,7 +391,7 @@ async def test_statement_fingerprints_hide_literals_and_comments(su_dsn: str, mo
         c.execute("/* from the booking api */ SELECT   count(*)\n  FROM fp -- trailing\n")
     text = await scrape(mon_dsn, tmp_path, only={"statements"},
                         options={"top_statements": 50, "fingerprint_length": 200})
-    prints = {lab["fingerprint"] for lab, _ in samples(text, "wasp_pg_statement_calls_total")}
+    prints = {lab["fingerprint"] for lab, _ in samples(text, "wasp_pg_statement_info")}
     assert "COMMENT ON TABLE fp IS ?" in prints
     assert "SELECT count(*) FROM fp" in prints
     assert not [p for p in prints if "s3cret" in p or "booking api" in p]
@@ -393,3 +401,60 @@ def test_every_metric_is_documented() -> None:
     """docs/packs.md lists each metric of the pack."""
     doc = (Path(__file__).parent.parent / "docs" / "packs.md").read_text()
     assert not {m for m in pack_metrics() if f"`{m}`" not in doc}
+
+
+async def test_statement_series_stay_bounded_over_an_hour_of_churn(su_dsn: str, mon_dsn: str,
+                                                                   tmp_path: Path) -> None:
+    """An hour of changing workload (a simulated minute per round): a place in the top N
+    changes hands at most once per leave_after, however the ranks move."""
+    top, leave = 10, 900.0
+    cfg = parse_config({"server": {"status_dir": str(tmp_path)},
+                        "targets": {"main": {"dsn": mon_dsn, "packs": ["postgres"]}},
+                        "packs": {"postgres": {"options": {"top_statements": top}}}})
+    q = next(q for q in cfg.queries if q.name == "statements")
+    assert q.top is not None and q.top.leave_after == leave and q.top.enter_after == 300
+    clock = [0.0]
+    coll = TopCollector(q, "main", clock=lambda: clock[0])
+    db = TargetDB("main", mon_dsn)
+    await db.open()
+    rng = __import__("random").Random(7)
+    tables = 60
+    with psycopg.connect(su_dsn, autocommit=True) as c:
+        for i in range(tables):
+            c.execute(f"CREATE TABLE IF NOT EXISTS churn_{i} (id int)")
+        c.execute("SELECT pg_stat_statements_reset()")
+    naive: set[str] = set()  # what a plain top N would have given series to
+    stable: set[str] = set()
+    prints: dict[str, str] = {}
+    try:
+        with psycopg.connect(su_dsn, autocommit=True) as c:
+            for minute in range(60):
+                # a hot set that drifts every few minutes, and noise everywhere
+                hot = {(minute // 4 * 5 + k) % tables for k in range(12)}
+                with c.pipeline():
+                    for i in range(tables):
+                        for _ in range(rng.randint(8, 14) if i in hot else rng.randint(0, 3)):
+                            c.execute(f"SELECT count(*) FROM churn_{i}")
+                ranked = await db.fetch(
+                    "SELECT queryid::text FROM pg_stat_statements GROUP BY queryid "
+                    "ORDER BY sum(total_exec_time) DESC, queryid LIMIT %s", timeout=10,
+                    params=(top,))
+                naive.update(r[0] for r in ranked.rows)
+                fams = await coll.collect(CollectContext(now=clock[0], status_dir=tmp_path, db=db))
+                by_name = {f.name: f for f in fams}
+                keys = {lab[0] for lab, _ in by_name["wasp_pg_statement_calls_total"].samples}
+                keys.discard("(other)")
+                assert len(keys) <= top
+                stable.update(keys)
+                for lab, _ in by_name["wasp_pg_statement_info"].samples:
+                    assert prints.setdefault(lab[0], lab[1]) == lab[1]  # one fingerprint per queryid
+                assert {lab[0] for lab, _ in by_name["wasp_pg_statement_info"].samples} == keys
+                clock[0] += 60
+    finally:
+        await db.close()
+    # each of the `top` places can change hands once per leave_after: 10 + 10 * 60/15
+    bound = top + top * int(3600 / leave)
+    print(f"statements with series over the hour: stable {len(stable)}, plain top-{top} {len(naive)}, "
+          f"bound {bound}")
+    assert len(stable) <= coll.stable.entered <= bound
+    assert len(naive) > len(stable)  # the workload did churn

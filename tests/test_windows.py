@@ -7,6 +7,7 @@ import datetime as dt
 import math
 import random
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wasp.config.schema import QueryDef, parse_config
+from wasp.exporter.collector import CollectContext, CollectError
 from wasp.exporter.db import TargetDB
 from wasp.exporter.windows import WindowCollector, parse_aggregate, plan_window
 from wasp.exporter.windows.rowtable import RowTable
@@ -458,3 +460,76 @@ def test_row_table_matches_a_dict_through_growth_and_deletions() -> None:
             got = table.pop(key)
             assert (got[:2] if got else None) == model.pop(key, None)
         assert len(table) == 0 and not table._ids and not table._keys
+
+
+def test_missing_updated_column_runs_in_full_without_errors(dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The declared updated_column is not on the server: the window runs in full, one log line."""
+
+    async def scenario() -> None:
+        q = make_query("updated", "timestamp")
+        plan = plan_window(q)
+        assert not isinstance(plan, str) and plan.mode == "rows"
+        clock = [T0]
+        db = TargetDB("main", dsn, read_only=True)
+        await db.open()
+        wc = WindowCollector(q, "main", plan, clock=lambda: clock[0], full_every=600)
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("create table w (id text primary key, grp text, v int, kind text, "
+                             "created_at timestamp)")  # no updated_at
+                conn.execute("insert into w select 'r' || g, 'g' || (g % 3), g, 'ok', "
+                             "now() AT TIME ZONE 'UTC' - g * interval '1 second' "
+                             "from generate_series(1, 30) g")
+                for _ in range(4):
+                    fams = await wc.refresh(db)  # never "column updated_at does not exist"
+                    clock[0] += 30
+                assert wc.no_updated is not None and "w.updated_at" in wc.no_updated
+                assert wc.rows_read == 0  # the plain SQL ran
+                got = collector_result(fams, q)
+                assert sum(v["n"] or 0 for v in got.values()) == 30
+                said = [r for r in caplog.records if "runs in full" in r.getMessage()]
+                assert len(said) == 1, [r.getMessage() for r in said]
+                # the column appears: incremental again from the next full reload on
+                conn.execute("alter table w add column updated_at timestamp")
+                conn.execute("update w set updated_at = created_at")
+                clock[0] += 600
+                # rows inside the fake clock's window (the plain SQL above used the real one)
+                conn.execute("insert into w select 'f' || g, 'g' || (g %% 3), g, 'ok', "
+                             "to_timestamp(%s - g) AT TIME ZONE 'UTC', now() "
+                             "from generate_series(1, 20) g", (clock[0],))
+                fams = await wc.refresh(db)
+                assert wc.no_updated is None and wc.rows_read == 20
+                compare(collector_result(fams, q), full_result(conn, q, clock[0], "timestamp"),
+                        q, "after the column appeared")
+        finally:
+            await db.close()
+
+    caplog.set_level("INFO", logger="wasp.exporter.windows")
+    asyncio.run(scenario())
+
+
+def test_dropped_table_is_reported_missing(dsn: str) -> None:
+    """A window over a table that is gone says the relation is missing (reason missing)."""
+
+    async def scenario() -> None:
+        q = make_query("frozen", "timestamp")
+        plan = plan_window(q)
+        assert not isinstance(plan, str)
+        db = TargetDB("main", dsn, read_only=True)
+        await db.open()
+        wc = WindowCollector(q, "main", plan, clock=lambda: T0, full_every=600)
+        try:
+            with pytest.raises(CollectError) as err:
+                await wc.collect(CollectContext(now=T0, status_dir=Path("/tmp"), db=db))
+            assert err.value.reason == "missing"
+            assert str(err.value) == "window query 'w': relation w does not exist"
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("create table w (id text primary key, grp text, v int, kind text)")
+            with pytest.raises(CollectError) as err:
+                await wc.collect(CollectContext(now=T0, status_dir=Path("/tmp"), db=db))
+            assert err.value.reason == "missing"
+            assert "column w.created_at does not exist" in str(err.value)
+        finally:
+            await db.close()
+
+    asyncio.run(scenario())

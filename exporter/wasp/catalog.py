@@ -89,6 +89,10 @@ def _yaml_entries() -> Iterable[CatalogEntry]:
                 labels = (*(k for k, _ in v.const_labels), *q.labels)
                 spec = MetricSpec(v.metric, v.type, labels, v.help, unit=v.unit, target=True)
                 yield CatalogEntry(spec, pack, f"{pack}.{q.name}")
+            if q.top is not None and q.top.info_metric:
+                spec = MetricSpec(q.top.info_metric, "gauge", (q.top.key, *q.top.info_labels),
+                                  q.top.info_help, target=True)
+                yield CatalogEntry(spec, pack, f"{pack}.{q.name}")
 
 
 def _python_entries() -> Iterable[CatalogEntry]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from wasp.config.events import parse_events
 from wasp.config.nodes import Node
+from wasp.config.top import parse_top
 from wasp.config.types import (
     DIRECTIONS,
     METRIC_TYPES,
@@ -26,7 +27,7 @@ OPTION_RE = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 
 QUERY_KEYS = {
     "sql", "labels", "values", "interval", "timeout", "max_series", "enabled", "role",
-    "help", "requires", "window", "targets", "events",
+    "help", "requires", "window", "targets", "events", "top",
 }
 VALUE_KEYS = {"column", "metric", "type", "help", "unit", "const_labels"}
 WINDOW_KEYS = {"table", "time_column", "length", "where", "group_by", "aggregates",
@@ -82,6 +83,12 @@ def parse_query(name: str, node: Node, *, pack: str | None, options: Mapping[str
         events = parse_events(node.child("events"), lambda n: _substitute(n, options), labels,
                               {v.column: v.type for v in values})
         sql = sql or events.settled_sql(interval)
+    top = None
+    if node.has("top"):
+        if window is not None:
+            node.child("top").error("a query cannot have both window and top")
+        top = parse_top(node.child("top"), labels=labels, values=tuple(cols),
+                        substitute=lambda n: _substitute(n, options))
     targets = None
     if node.has("targets"):
         targets = node.child("targets").str_list()
@@ -100,6 +107,7 @@ def parse_query(name: str, node: Node, *, pack: str | None, options: Mapping[str
         requires=_parse_requires(node.child("requires")),
         window=window,
         events=events,
+        top=top,
         targets=targets,
         source=f"{node.file}:{node.line}",
     )

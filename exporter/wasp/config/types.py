@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 
 from wasp.config.events import EventsDef
 from wasp.config.nodes import ConfigError
+from wasp.config.top import TopDef
 from wasp.model import METRIC_TYPES, MetricType
 
 __all__ = [
@@ -129,6 +130,8 @@ class QueryDef:
     window: WindowDef | None = None
     #: rows counted once into counters when they settle (wasp.config.events)
     events: EventsDef | None = None
+    #: a stable top N of the rows (one per entity) get series; see config/top.py
+    top: TopDef | None = None
     #: target names; None = every postgres target that runs this query's pack
     targets: tuple[str, ...] | None = None
     source: str = ""

@@ -5,6 +5,12 @@ Nothing here knows about Prometheus. Every session is opened with
 ``default_transaction_read_only=on``; each statement runs with the caller's
 ``statement_timeout`` and ``lock_timeout``, through the extended protocol (one
 statement per call: a configured query cannot smuggle a second one in).
+
+A target that is not known to be up is probed on a connection of its own
+(`probe`), not through the pool: the pool only says that no connection came
+within its timeout, the driver's own error says why (`ConnectError.cause`:
+auth, refused, timeout, dns, tls, too_many_connections, missing, other). The
+password never appears in a message: it is cut out of every error text.
 """
 
 from __future__ import annotations
@@ -24,11 +30,17 @@ from psycopg import errors as pgerrors
 
 from wasp.exporter.budget import BudgetPool, ConnectionBudget
 
-__all__ = ["DBError", "Result", "ServerInfo", "TargetDB"]
+__all__ = ["CONNECT_CAUSES", "ConnectError", "DBError", "Result", "ServerInfo", "TargetDB",
+           "connect_cause"]
 
 log = logging.getLogger(__name__)
 
-Reason = Literal["timeout", "sql", "connection", "permission"]
+Reason = Literal["timeout", "sql", "connection", "permission", "missing"]
+#: why a connection could not be made
+ConnectCause = Literal["auth", "refused", "timeout", "dns", "tls", "too_many_connections",
+                       "missing", "other"]
+CONNECT_CAUSES: tuple[ConnectCause, ...] = (
+    "auth", "refused", "timeout", "dns", "tls", "too_many_connections", "missing", "other")
 
 #: receives the rows of a streamed statement, a chunk at a time
 Sink = Callable[[list[tuple[Any, ...]]], None]
@@ -38,11 +50,53 @@ _CHUNKED = psycopg.pq.version() >= 170000
 
 
 class DBError(Exception):
-    """A statement failed; `reason` says how (timeout, sql, connection, permission)."""
+    """A statement failed; `reason` says how (timeout, sql, connection, permission, missing)."""
 
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason: Reason = reason
+
+
+class ConnectError(DBError):
+    """No connection could be made; `cause` says why (auth, refused, timeout, dns, ...)."""
+
+    def __init__(self, cause: ConnectCause, message: str) -> None:
+        super().__init__("connection", message)
+        self.cause: ConnectCause = cause
+
+
+# libpq's messages (they carry no SQLSTATE before the server answers), most specific first
+_CAUSES: tuple[tuple[ConnectCause, tuple[str, ...]], ...] = (
+    ("too_many_connections", ("too many clients", "remaining connection slots are reserved",
+                              "too many connections")),
+    ("auth", ("password authentication failed", "authentication failed", "no password supplied",
+              "no pg_hba.conf entry", "pg_hba.conf rejects")),
+    ("dns", ("could not translate host name", "name or service not known",
+             "temporary failure in name resolution", "nodename nor servname")),
+    ("refused", ("connection refused",)),
+    ("timeout", ("timeout expired", "timed out", "connection timeout")),
+    ("tls", ("ssl", "certificate", "tls")),
+)
+_SQLSTATE_CAUSES: dict[str, ConnectCause] = {
+    "53300": "too_many_connections", "28P01": "auth", "28000": "auth", "3D000": "missing",
+}
+
+
+def connect_cause(e: BaseException) -> ConnectCause:
+    """Why a connection attempt failed, from the driver's error."""
+    state = getattr(e, "sqlstate", None)
+    if state in _SQLSTATE_CAUSES:
+        return _SQLSTATE_CAUSES[state]
+    text = str(e).lower()
+    if "does not exist" in text:
+        if 'role "' in text:
+            return "auth"
+        if 'database "' in text:
+            return "missing"
+    for cause, needles in _CAUSES:
+        if any(n in text for n in needles):
+            return cause
+    return "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +134,12 @@ class TargetDB:
         budget: ConnectionBudget | None = None,
     ) -> None:
         self.name = name
+        self._dsn = dsn
+        try:
+            password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+        except psycopg.ProgrammingError:
+            password = None
+        self._secret = str(password) if password else None
         self.connect_timeout = connect_timeout
         self.lock_timeout = lock_timeout
         opts = "-c TimeZone=UTC"
@@ -91,6 +151,7 @@ class TargetDB:
             "options": opts,
             "connect_timeout": max(1, round(connect_timeout)),
         }
+        self._budget = budget
         self._pool: psycopg_pool.AsyncConnectionPool[Any] | BudgetPool
         if budget is not None:  # connections shared with other targets under one budget
             self._pool = BudgetPool(budget, dsn, kwargs=self._kwargs, max_size=pool_max)
@@ -146,8 +207,8 @@ class TargetDB:
                 finally:
                     self._busy.discard(conn)
         except psycopg_pool.PoolTimeout as e:
-            raise DBError("connection", f"no connection to target {self.name!r} "
-                          f"within {self.connect_timeout:g}s") from e
+            raise ConnectError("other", f"no connection to target {self.name!r} "
+                               f"within {self.connect_timeout:g}s") from e
 
     async def fetch(self, sql: str, *, timeout: float, params: Sequence[Any] | None = None,
                     keep_session_timeout: bool = False, sink: Sink | None = None,
@@ -177,10 +238,12 @@ class TargetDB:
                                            counting, chunk)
             except DBError as e:
                 # a pooled connection that died with its server: retry once on a fresh
-                # one (not once a sink has rows: they would be delivered twice)
-                if e.reason == "connection" and attempt == 1 and self._opened and not delivered:
+                # one (not once a sink has rows: they would be delivered twice; not when
+                # no connection came at all: that would only wait out the timeout again)
+                if (e.reason == "connection" and not isinstance(e, ConnectError)
+                        and attempt == 1 and self._opened and not delivered):
                     continue
-                raise
+                raise self._scrubbed(e) from None
         raise AssertionError("unreachable")
 
     async def _run(self, conn: psycopg.AsyncConnection[Any], sql: str, timeout: float,
@@ -226,6 +289,9 @@ class TargetDB:
                           f"{_first_line(e)}") from None
         except pgerrors.LockNotAvailable as e:
             raise DBError("timeout", f"lock_timeout: {_first_line(e)}") from None
+        except (pgerrors.UndefinedTable, pgerrors.UndefinedColumn, pgerrors.UndefinedFunction,
+                pgerrors.UndefinedObject) as e:
+            raise DBError("missing", _first_line(e)) from None
         except pgerrors.InsufficientPrivilege as e:
             raise DBError("permission", _first_line(e)) from None
         except pgerrors.ReadOnlySqlTransaction as e:
@@ -239,15 +305,60 @@ class TargetDB:
                 raise DBError("connection", _first_line(e)) from None
             raise DBError("sql", _first_line(e)) from None
 
+    def _scrubbed(self, e: DBError) -> DBError:
+        """`e` with the password (should a message ever quote it) cut out."""
+        if self._secret and self._secret in str(e):
+            text = str(e).replace(self._secret, "***")
+            if isinstance(e, ConnectError):
+                return ConnectError(e.cause, text)
+            return DBError(e.reason, text)
+        return e
+
+    async def probe(self, *, timeout: float = 5.0) -> ServerInfo:
+        """Connect once on a connection of our own (not the pool) and read the server facts.
+
+        Raises ConnectError with the driver's reason (refused fails at once, an
+        unanswered connect after `connect_timeout`), or DBError for the query.
+        """
+        if self._budget is not None:  # the probe's session counts like any other
+            try:
+                await self._budget.take(time.monotonic() + self.connect_timeout)
+            except psycopg_pool.PoolTimeout as e:
+                raise ConnectError("other", f"cannot connect to target {self.name!r}: {e}") from None
+        try:
+            try:
+                async with asyncio.timeout(self.connect_timeout + timeout + 1.0):
+                    conn = await psycopg.AsyncConnection.connect(self._dsn, **self._kwargs)
+            except (psycopg.Error, TimeoutError, OSError) as e:
+                what = _first_line(e) if not isinstance(e, TimeoutError) else "timeout expired"
+                raise self._scrubbed(ConnectError(
+                    connect_cause(e) if not isinstance(e, TimeoutError) else "timeout",
+                    f"cannot connect to target {self.name!r}: {what}")) from None
+            try:
+                return await self._server_info(conn, timeout)
+            finally:
+                await conn.close()
+        finally:
+            if self._budget is not None:
+                await self._budget.give_back()
+
     async def server_info(self, *, timeout: float = 5.0) -> ServerInfo:
-        """Probe the server (also the target's `up`): version, recovery, superuser."""
+        """Probe the server through the pool (also the target's `up`): version, recovery, superuser."""
+        async with self._connection() as conn:
+            return await self._server_info(conn, timeout)
+
+    async def _server_info(self, conn: psycopg.AsyncConnection[Any], timeout: float) -> ServerInfo:
         before = time.time()
-        r = await self.fetch(
-            "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), "
-            "coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false), "
-            "current_database(), current_user, extract(epoch FROM clock_timestamp())::float8",
-            timeout=timeout, keep_session_timeout=True,
-        )
+        try:
+            r = await self._run(
+                conn,
+                "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), "
+                "coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false), "
+                "current_database(), current_user, extract(epoch FROM clock_timestamp())::float8",
+                timeout, None, keep_session_timeout=True,
+            )
+        except DBError as e:
+            raise self._scrubbed(e) from None
         after = time.time()
         v, rec, su, db, user, server_now = r.rows[0]
         if after - before < 1.0:

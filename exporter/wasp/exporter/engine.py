@@ -3,8 +3,18 @@
 A scrape never waits on a database: collectors run in the background, each
 successful run replaces that collector's families, and the exposition bytes
 are re-rendered after changes. A run still going when its next turn comes is
-skipped and counted, never stacked. A failed run keeps the last good families
-until they are `stale_after` old, then they are dropped.
+skipped and counted, never stacked. The last good families of a collector are
+served until its last success is older than `stale_after`, whatever its runs
+are doing (when its last run succeeded, not before its next one is overdue:
+interval plus timeout), then they are dropped.
+
+A target not known to be up is probed on a connection of its own, which says
+why it cannot be reached (`wasp_target_connection_errors_total{reason}`); while
+it is down its queries fail at once, without a connection attempt each, and it
+is probed again with backoff. One round (`run_once`) tries each target once.
+Ready means every query has completed a run, except those whose target was
+tried and found down: a down target is `wasp_target_up 0`, not an unready
+exporter.
 
 Rendering never holds up a scrape: the list of chunks to render is taken on
 the event loop (cheap and consistent), the join and gzip run in a worker
@@ -33,15 +43,14 @@ from wasp.exporter.budget import ConnectionBudget
 from wasp.exporter.collector import CollectContext, CollectError, Collector
 from wasp.exporter.db import DBError, TargetDB
 from wasp.exporter.exposition import Rendered, render, render_samples
-from wasp.exporter.sql import SqlCollector
+from wasp.exporter.sql import SqlCollector, TopCollector
+from wasp.exporter.targets import TargetState, check_requires
 from wasp.model import Family
 
-__all__ = ["Engine", "QueryState"]
+__all__ = ["Engine", "QueryState", "TargetState"]
 
 log = logging.getLogger(__name__)
 
-PING_INTERVAL = 15.0
-MAX_BACKOFF = 30.0
 REQUIRES_RECHECK = 600.0
 #: the longest the exposition goes without a render (self-metrics such as ages change)
 RENDER_MAX_INTERVAL = 5.0
@@ -72,21 +81,6 @@ class QueryState:
     disabled: str | None = None
     requires_checked: float = 0.0
     task: asyncio.Task[None] | None = None
-    last_error: str | None = None
-
-
-@dataclass
-class TargetState:
-    """A target's pool, liveness and backoff."""
-
-    config: TargetConfig
-    db: TargetDB | None
-    up: bool = False
-    checked_once: bool = False
-    backoff: float = 1.0
-    next_ping: float = 0.0
-    semaphore: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
-    ping_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_error: str | None = None
 
 
@@ -127,6 +121,8 @@ class Engine:
         self.family_sources: list[Callable[[], list[Family]]] = []
         self.start_time = time.time()
         self.renders = 0
+        #: inside run_once: a target is tried once, never again in the same round
+        self._one_round = False
 
     # -- building ---------------------------------------------------------------
     def _build_collectors(self) -> list[Collector]:
@@ -149,6 +145,8 @@ class Engine:
             c = make_window_collector(q, t.name)
             if c is not None:
                 return c
+        if q.top is not None:
+            return TopCollector(q, t.name)
         return SqlCollector(q, t.name)
 
     def add_collector(self, c: Collector) -> None:
@@ -200,17 +198,34 @@ class Engine:
         log.info("engine stopped")
 
     async def run_once(self) -> Rendered:
-        """Run every collector once (concurrently, within limits) and render."""
+        """Run every collector once (concurrently, within limits) and render.
+
+        Every target is tried once, all at the same time, before the queries: the
+        queries of one that cannot be reached fail at once with its reason, so the
+        round takes about one connect timeout per round, not one per query.
+        """
         for t in self.targets.values():
             if t.db is not None:
                 await t.db.open()
-        await asyncio.gather(*(self._run(st) for st in self.states.values()))
+        self._one_round = True
+        try:
+            await asyncio.gather(*(self._ensure_target(t) for t in self.targets.values()
+                                   if t.db is not None))
+            await asyncio.gather(*(self._run(st) for st in self.states.values()))
+        finally:
+            self._one_round = False
         return self.render_now()
+
+    def _target_down(self, st: QueryState) -> bool:
+        """True when the collector's target was tried and cannot be reached."""
+        t = self.targets.get(st.collector.target) if st.collector.target else None
+        return t is not None and t.db is not None and t.checked_once and not t.up
 
     @property
     def ready(self) -> bool:
-        """True once every collector has completed its first run."""
-        return all(st.completed_once or st.disabled for st in self.states.values())
+        """True once every query has completed a run, or its target was tried and is down."""
+        return all(st.completed_once or st.disabled or self._target_down(st)
+                   for st in self.states.values())
 
     @property
     def serving_ready(self) -> bool:
@@ -243,32 +258,10 @@ class Engine:
                 next_t = now + interval
 
     async def _ensure_target(self, t: TargetState) -> bool:
-        """Ping a postgres target when due; returns whether it is up."""
-        assert t.db is not None
-        async with t.ping_lock:
-            now = time.monotonic()
-            if t.checked_once and now < t.next_ping:
-                return t.up
-            try:
-                info = await t.db.server_info(timeout=min(5.0, t.config.connect_timeout + 1))
-            except DBError as e:
-                if t.up or not t.checked_once:
-                    log.warning("target %s is down: %s (retrying with backoff)", t.config.name, e)
-                t.up = False
-                t.last_error = str(e)
-                t.next_ping = time.monotonic() + t.backoff
-                t.backoff = min(MAX_BACKOFF, t.backoff * 2)
-            else:
-                if not t.up:
-                    log.info("target %s is up (server %d, %s)", t.config.name, info.version_num,
-                             "standby" if info.in_recovery else "primary")
-                t.up = True
-                t.backoff = 1.0
-                t.last_error = None
-                t.next_ping = time.monotonic() + PING_INTERVAL
-            t.checked_once = True
-            self._dirty.set()
-            return t.up
+        """Ping a postgres target when due (once per round in run_once); whether it is up."""
+        up = await t.ensure_up(one_round=self._one_round)
+        self._dirty.set()
+        return up
 
     async def _run(self, st: QueryState) -> None:
         c = st.collector
@@ -278,7 +271,10 @@ class Engine:
         try:
             if t is not None and db is not None:
                 if not await self._ensure_target(t):
-                    raise CollectError("connection", f"target {t.config.name} is down: {t.last_error}")
+                    # the target's own log line says why; one per query would drown it
+                    self._failed(st, "connection", f"target {t.config.name} is down "
+                                 f"({t.down_cause}): {t.last_error}", start, quiet=True)
+                    return
                 if not self._role_ok(st, t) or not await self._requires_ok(st, t):
                     return
             ctx = CollectContext(now=time.time(), status_dir=self.status_dir, db=db)
@@ -290,8 +286,13 @@ class Engine:
         except CollectError as e:
             self._failed(st, e.reason, str(e), start)
             if t is not None and e.reason == "connection":
-                t.up = False
-                t.next_ping = 0.0
+                if t.db is None:  # a target its collectors reach themselves (PgBouncer)
+                    t.up = False
+                    t.checked_once = True
+                elif t.up:
+                    # probed on a connection of its own at the next ping (after the
+                    # backoff), not by every query of this round
+                    t.failed(DBError("connection", str(e)))
         except TimeoutError:
             self._failed(st, "timeout", f"no result within {c.timeout:g}s", start)
         except asyncio.CancelledError:
@@ -376,12 +377,14 @@ class Engine:
         st.chunks = chunks
         st.series = total
 
-    def _failed(self, st: QueryState, reason: str, message: str, start: float) -> None:
+    def _failed(self, st: QueryState, reason: str, message: str, start: float, *,
+                quiet: bool = False) -> None:
         st.runs += 1
         st.last_duration = time.monotonic() - start
         st.errors[reason] += 1
         if st.last_ok or st.last_error != message:
-            log.warning("query %s failed (%s): %s", st.collector.key, reason, message)
+            log.log(logging.DEBUG if quiet else logging.WARNING, "query %s failed (%s): %s",
+                    st.collector.key, reason, message)
         st.last_ok = False
         st.last_error = message
 
@@ -436,7 +439,12 @@ class Engine:
         for st in self.states.values():
             if not st.chunks:
                 continue
-            if not st.last_ok and st.last_success_mono is not None and now - st.last_success_mono > stale:
+            # by age, whatever the runs are doing (one may be waiting on a dead server);
+            # a query whose last run succeeded keeps its series until its next run is overdue
+            # (its cycle may be longer than stale_after)
+            c = st.collector
+            limit = max(stale, c.interval + c.timeout) if st.last_ok else stale
+            if st.last_success_mono is not None and now - st.last_success_mono > limit:
                 log.warning("query %s: last good result is %.0fs old, dropping it",
                             st.collector.key, now - st.last_success_mono)
                 st.chunks = []
@@ -474,29 +482,3 @@ class Engine:
         for source in self.family_sources:
             out.extend(source())
         return out
-
-
-async def check_requires(db: TargetDB, req: Requires) -> str | None:
-    """What `req` finds missing on the target (None when all is there)."""
-    problems: list[str] = []
-    info = db.info or await db.server_info()
-    if req.min_server_version and info.version_num < req.min_server_version:
-        problems.append(f"server version {info.version_num} < {req.min_server_version}")
-    if req.superuser and not info.is_superuser:
-        problems.append("needs superuser")
-    if req.tables or req.columns or req.extensions:
-        r = await db.fetch(
-            "SELECT 't', n FROM unnest(%s::text[]) n WHERE to_regclass(n) IS NULL "
-            "UNION ALL "
-            "SELECT 'c', c FROM unnest(%s::text[]) c WHERE NOT EXISTS ("
-            "  SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(split_part(c, '.', 1))"
-            "  AND a.attname = split_part(c, '.', 2) AND NOT a.attisdropped AND a.attnum > 0) "
-            "UNION ALL "
-            "SELECT 'e', e FROM unnest(%s::text[]) e WHERE NOT EXISTS ("
-            "  SELECT 1 FROM pg_extension x WHERE x.extname = e)",
-            timeout=10.0,
-            params=(list(req.tables), list(req.columns), list(req.extensions)),
-        )
-        what = {"t": "table", "c": "column", "e": "extension"}
-        problems.extend(f"{what[k]} {n} missing" for k, n in r.rows)
-    return "; ".join(problems) or None

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from wasp import __version__
+from wasp.exporter.db import CONNECT_CAUSES
 from wasp.model import Family, MetricSpec, Sample
 
 if TYPE_CHECKING:
@@ -23,6 +24,9 @@ _Q = ("target", "query")
 SELF_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("wasp_target_up", "gauge", ("target",),
                "1 when the exporter reached the target at its last check, else 0."),
+    MetricSpec("wasp_target_connection_errors_total", "counter", ("target", "reason"),
+               "Failed connection attempts to the target, by reason (auth, refused, timeout, dns, "
+               "tls, too_many_connections, missing database, other)."),
     MetricSpec("wasp_query_duration_seconds", "gauge", _Q, "Duration of the query's last run."),
     MetricSpec("wasp_query_last_success_timestamp_seconds", "gauge", _Q,
                "Unix time of the query's last successful run."),
@@ -40,7 +44,8 @@ SELF_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("wasp_exporter_build_info", "gauge", ("version",),
                "Version of the running exporter (always 1)."),
     MetricSpec("wasp_exporter_start_time_seconds", "gauge", (), "Unix time the exporter started."),
-    MetricSpec("wasp_exporter_ready", "gauge", (), "1 once every query has completed its first run."),
+    MetricSpec("wasp_exporter_ready", "gauge", (),
+               "1 once every query has completed its first run (or its target was tried and is down)."),
     MetricSpec("wasp_exporter_last_render_timestamp_seconds", "gauge", (),
                "Unix time the exposition was last rendered."),
     MetricSpec("wasp_exporter_peak_resident_memory_bytes", "gauge", (),
@@ -71,6 +76,10 @@ def self_families(engine: Engine) -> list[Family]:
     s: dict[str, list[Sample]] = {name: [] for name in _SPEC}
     for name, t in sorted(engine.targets.items()):
         s["wasp_target_up"].append(((name,), 1.0 if t.up else 0.0))
+        if t.db is not None:
+            for cause in CONNECT_CAUSES:
+                s["wasp_target_connection_errors_total"].append(
+                    ((name, cause), float(t.connect_errors.get(cause, 0))))
     for st in engine.states.values():
         c = st.collector
         key = (c.target or "", c.name)

@@ -357,11 +357,11 @@ class _Generator:
             INSERT INTO salons (id, name, phone_number_id, is_active, trial_status,
                                 usage_current_bookings, usage_limit_bookings,
                                 usage_current_messages, usage_limit_messages,
-                                created_at, updated_at)
+                                created_at)
             SELECT id, name, phone_number_id, is_active, trial_status,
                    floor(limit_b * {ratio("u_use_b")})::int, limit_b,
                    floor(limit_m * {ratio("u_use_m")})::int, limit_m,
-                   created_at, created_at + u_upd * (%(end)s - created_at)
+                   created_at
             FROM (
                 SELECT s.*,
                        {tier(tiers_b, f"w * {10_000 * self.scale * 30!r}", 100)} AS limit_b,
@@ -427,11 +427,8 @@ class _Generator:
         )
         cast = self._cast("templates", "status")
         return self._exec(f"""
-            INSERT INTO templates (id, salon_id, name, language, category, status, created_at, updated_at)
-            SELECT id, salon_id, name, language, {category}, status{cast}, created_at,
-                   CASE WHEN status = 'PENDING' THEN created_at
-                        ELSE least(%(end)s, created_at + interval '10 minutes'
-                                            + u_upd * interval '2 days') END
+            INSERT INTO templates (id, salon_id, name, language, category, status, created_at)
+            SELECT id, salon_id, name, language, {category}, status{cast}, created_at
             FROM (
                 SELECT t.*, {status} AS status
                 FROM (
@@ -631,7 +628,7 @@ class _Generator:
                 ORDER BY id
             )
             INSERT INTO reminders (id, booking_id, salon_id, scheduled_at, sent_at, status, attempts,
-                                   last_error, created_at, updated_at)
+                                   last_error, created_at)
             SELECT {uuid_of(str(self.seed), "'reminder'", "id")}, id, salon_id, sched,
                    CASE WHEN rem_status = 'SENT' THEN sent_at END,
                    rem_status{self._cast("reminders", "status")},
@@ -646,11 +643,7 @@ class _Generator:
                         WHEN rem_status = 'PENDING' AND sched < %(end)s
                              AND mod(floor(rem_u * 1000)::int, 3) > 0
                             THEN 'WhatsApp API timeout' END,
-                   created_at,
-                   CASE rem_status WHEN 'SENT' THEN sent_at
-                                   WHEN 'FAILED' THEN sched + interval '20 minutes'
-                                   WHEN 'CANCELLED' THEN updated_at
-                                   ELSE created_at END
+                   created_at
             FROM rm
             WHERE rem_status IS NOT NULL
             ORDER BY 1""")
@@ -821,9 +814,9 @@ class _Generator:
             )
             INSERT INTO ai_conversations (id, salon_id, phone_number, conversation_id, ai_model,
                                           total_tokens, total_cost, message_count, last_activity,
-                                          created_at, updated_at)
+                                          created_at)
             SELECT c.id, c.salon_id, c.phone, {self._conv_id("c.salon_id", "c.phone")}, c.ai_model,
-                   t.tokens, t.cost, t.n, t.last, c.created_at, t.last
+                   t.tokens, t.cost, t.n, t.last, c.created_at
             FROM c
             JOIN (
                 SELECT conversation_id, count(*)::int AS n, coalesce(sum(tokens_used), 0)::int AS tokens,
@@ -956,9 +949,9 @@ class _Generator:
         # The app deletes entries two days after they expire: only those still present are made.
         return self._exec(
             f"""
-            INSERT INTO ai_response_cache (id, query_hash, salon_id, response, hit_count,
+            INSERT INTO ai_response_cache (id, query_hash, salon_id, hit_count,
                                            created_at, last_used_at, expires_at)
-            SELECT id, md5(id || ':q'), salon_id, response, hits, created_at,
+            SELECT id, md5(id || ':q'), salon_id, hits, created_at,
                    CASE WHEN hits = 0 THEN created_at
                         ELSE created_at + u_used * (least(expires_at, %(end)s) - created_at) END,
                    expires_at
@@ -991,9 +984,9 @@ class _Generator:
                          ELSE 'EXPIRED' END"""
         return self._exec(f"""
             INSERT INTO conversations (id, salon_id, phone_number, status, started_at, last_message_at,
-                                       message_count, cost, updated_at)
+                                       message_count, cost)
             SELECT {self._conv_id("salon_id", "phone_number")}, salon_id, phone_number,
-                   ({status}){self._cast("conversations", "status")}, first_at, last_at, n, cost, last_at
+                   ({status}){self._cast("conversations", "status")}, first_at, last_at, n, cost
             FROM (
                 SELECT a.*, random() AS u_block, random() AS u_arch
                 FROM (

@@ -405,16 +405,15 @@ class _Writer:
             ((str(sid), str(ph)), str(cid))
             for cid, sid, ph in self.conn.execute(
                 f"""INSERT INTO conversations (id, salon_id, phone_number, status, started_at,
-                                               last_message_at, message_count, cost, updated_at)
+                                               last_message_at, message_count, cost)
                     SELECT v.id, v.salon_id, v.phone, 'ACTIVE'{self.cast("conversations", "status")},
-                           {_NOW}, {_NOW}, v.n, 0, {_NOW}
+                           {_NOW}, {_NOW}, v.n, 0
                     FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[]) AS v(id, salon_id, phone, n)
                     ON CONFLICT (salon_id, phone_number) DO UPDATE
                     SET last_message_at = excluded.last_message_at,
                         message_count = conversations.message_count + excluded.message_count,
                         status = CASE WHEN conversations.status::text = 'BLOCKED'
-                                      THEN conversations.status ELSE excluded.status END,
-                        updated_at = excluded.updated_at
+                                      THEN conversations.status ELSE excluded.status END
                     RETURNING id, salon_id, phone_number""",
                 (
                     [self.new_id() for _ in pairs],
@@ -455,7 +454,7 @@ class _Writer:
     def bump_usage(self, column: str, per_salon: Counter[str]) -> None:
         ids = sorted(per_salon)
         self.conn.execute(
-            f"""UPDATE salons SET {column} = {column} + v.n, updated_at = {_NOW}
+            f"""UPDATE salons SET {column} = {column} + v.n
                 FROM unnest(%s::text[], %s::int[]) AS v(id, n) WHERE salons.id = v.id""",
             (ids, [per_salon[i] for i in ids]),
         )
@@ -541,8 +540,8 @@ class _Writer:
         self.conn.execute(
             f"""INSERT INTO ai_conversations (id, salon_id, phone_number, conversation_id, ai_model,
                                               total_tokens, total_cost, message_count, last_activity,
-                                              created_at, updated_at)
-                SELECT v.id, v.salon_id, v.phone, c.id, v.model, v.tokens, v.cost, 2, {_NOW}, {_NOW}, {_NOW}
+                                              created_at)
+                SELECT v.id, v.salon_id, v.phone, c.id, v.model, v.tokens, v.cost, 2, {_NOW}, {_NOW}
                 FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::float8[])
                      AS v(id, salon_id, phone, model, tokens, cost)
                 LEFT JOIN conversations c ON c.salon_id = v.salon_id AND c.phone_number = v.phone""",
@@ -560,7 +559,7 @@ class _Writer:
         self.conn.execute(
             f"""UPDATE ai_conversations a
                 SET total_tokens = a.total_tokens + v.tokens, total_cost = a.total_cost + v.cost,
-                    message_count = a.message_count + 2, last_activity = {_NOW}, updated_at = {_NOW}
+                    message_count = a.message_count + 2, last_activity = {_NOW}
                 FROM unnest(%s::text[], %s::int[], %s::float8[]) AS v(id, tokens, cost)
                 WHERE a.id = v.id""",
             ([m[1] for m in outs], [m[7] for m in outs], [m[8] for m in outs]),
@@ -614,11 +613,11 @@ class _Writer:
             self.track_booking(str(bid), start, end)
         cur = self.conn.execute(
             f"""INSERT INTO reminders (id, booking_id, salon_id, scheduled_at, status, attempts,
-                                       created_at, updated_at)
+                                       created_at)
                 SELECT v.rid, v.bid, v.salon_id,
                        CASE WHEN v.start_ts - interval '24 hours' > {_NOW}
                             THEN v.start_ts - interval '24 hours' ELSE v.start_ts - interval '2 hours' END,
-                       'PENDING'{self.cast("reminders", "status")}, 0, {_NOW}, {_NOW}
+                       'PENDING'{self.cast("reminders", "status")}, 0, {_NOW}
                 FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamp[]) AS v(rid, bid, salon_id, start_ts)
                 WHERE v.start_ts - interval '2 hours' > {_NOW}""",
             (
@@ -689,9 +688,9 @@ class _Writer:
             del self.cache_ids[: max(0, len(self.cache_ids) - 10_000)]
             cols = list(zip(*rows, strict=True))
             self.conn.execute(
-                f"""INSERT INTO ai_response_cache (id, query_hash, salon_id, response, hit_count,
+                f"""INSERT INTO ai_response_cache (id, query_hash, salon_id, hit_count,
                                                    created_at, last_used_at, expires_at)
-                    SELECT v.id, v.hash, v.salon_id, v.response, 0, {_NOW}, {_NOW},
+                    SELECT v.id, v.hash, v.salon_id, 0, {_NOW}, {_NOW},
                            {_NOW} + v.ttl_h * interval '1 hour'
                     FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[])
                          AS v(id, hash, salon_id, response, ttl_h)
@@ -717,10 +716,9 @@ class _Writer:
                 rows.append((self.new_id(), s.id, name, self.rng.choice(("en", "ru", "es", "de"))))
             cols = list(zip(*rows, strict=True))
             self.conn.execute(
-                f"""INSERT INTO templates (id, salon_id, name, language, category, status, created_at,
-                                           updated_at)
+                f"""INSERT INTO templates (id, salon_id, name, language, category, status, created_at)
                     SELECT v.id, v.salon_id, v.name, v.language, 'UTILITY',
-                           'PENDING'{self.cast("templates", "status")}, {_NOW}, {_NOW}
+                           'PENDING'{self.cast("templates", "status")}, {_NOW}
                     FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])
                          AS v(id, salon_id, name, language)
                     ON CONFLICT DO NOTHING""",
@@ -760,8 +758,7 @@ class _Writer:
             self.stats.updated["bookings"] += max(cur.rowcount, 0)
         if cancel:
             cur = self.conn.execute(
-                f"""UPDATE reminders SET status = 'CANCELLED'{self.cast("reminders", "status")},
-                                         updated_at = {_NOW}
+                f"""UPDATE reminders SET status = 'CANCELLED'{self.cast("reminders", "status")}
                     WHERE booking_id = ANY(%s) AND status::text = 'PENDING'""",
                 (cancel,),
             )
@@ -788,8 +785,7 @@ class _Writer:
             )
             self.stats.updated["bookings"] += max(cur.rowcount, 0)
             cur = self.conn.execute(
-                f"""UPDATE reminders r SET scheduled_at = r.scheduled_at + v.days * interval '1 day',
-                                           updated_at = {_NOW}
+                """UPDATE reminders r SET scheduled_at = r.scheduled_at + v.days * interval '1 day'
                     FROM unnest(%s::text[], %s::int[]) AS v(id, days)
                     WHERE r.booking_id = v.id AND r.status::text = 'PENDING'""",
                 (move, days),
@@ -821,7 +817,7 @@ class _Writer:
         if sent:
             self.conn.execute(
                 f"""UPDATE reminders SET status = 'SENT'{self.cast("reminders", "status")},
-                                         sent_at = {_NOW}, attempts = attempts + 1, updated_at = {_NOW}
+                                         sent_at = {_NOW}, attempts = attempts + 1
                     WHERE id = ANY(%s)""",
                 ([s[0] for s in sent],),
             )
@@ -834,7 +830,7 @@ class _Writer:
         if tried:
             self.conn.execute(
                 f"""UPDATE reminders r
-                    SET attempts = v.attempts, last_error = v.error, updated_at = {_NOW},
+                    SET attempts = v.attempts, last_error = v.error,
                         status = (CASE WHEN v.attempts >= 3 THEN 'FAILED' ELSE 'PENDING' END)
                                  {self.cast("reminders", "status")}
                     FROM unnest(%s::text[], %s::int[], %s::text[]) AS v(id, attempts, error)
@@ -886,8 +882,7 @@ class _Writer:
         if tpl:
             statuses = ["REJECTED" if self.rng.random() < 0.1 else "APPROVED" for _ in tpl]
             cur = self.conn.execute(
-                f"""UPDATE templates t SET status = v.status{self.cast("templates", "status")},
-                                           updated_at = {_NOW}
+                f"""UPDATE templates t SET status = v.status{self.cast("templates", "status")}
                     FROM unnest(%s::text[], %s::text[]) AS v(id, status)
                     WHERE t.id = v.id AND t.status::text = 'PENDING'""",
                 ([t[0] for t in tpl], statuses),
@@ -901,8 +896,7 @@ class _Writer:
             return
         self.last_expiry = mono
         cur = self.conn.execute(
-            f"""UPDATE conversations SET status = 'EXPIRED'{self.cast("conversations", "status")},
-                                         updated_at = {_NOW}
+            f"""UPDATE conversations SET status = 'EXPIRED'{self.cast("conversations", "status")}
                 WHERE id IN (
                     SELECT id FROM conversations
                     WHERE salon_id = ANY(%s)

@@ -3,6 +3,9 @@
 -- Apply to an EMPTY database: plain CREATE statements, no IF NOT EXISTS, so a
 -- second run fails loudly instead of half-matching an existing schema.
 --
+-- The tables ../shared/app-schema.md documents hold exactly the columns it lists,
+-- no more (tests/test_datagen.py compares them with tests/data/app-schema-tables.md):
+-- a query that needs a column the application lacks fails here first.
 -- Faithful to what Prisma generates:
 --   * ids are application-generated UUIDs stored as text (no sequences);
 --   * DateTime is timestamp(3) without time zone holding UTC. The
@@ -27,7 +30,6 @@ CREATE TABLE salons (
     usage_current_messages  integer NOT NULL DEFAULT 0,
     usage_limit_messages    integer NOT NULL DEFAULT 1000,
     created_at              timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    updated_at              timestamp(3) without time zone NOT NULL,
     CONSTRAINT salons_pkey PRIMARY KEY (id)
 );
 CREATE UNIQUE INDEX salons_phone_number_id_key ON salons (phone_number_id);
@@ -75,7 +77,6 @@ CREATE TABLE conversations (
     last_message_at  timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
     message_count    integer NOT NULL DEFAULT 0,
     cost             double precision NOT NULL DEFAULT 0,
-    updated_at       timestamp(3) without time zone NOT NULL,
     CONSTRAINT conversations_pkey PRIMARY KEY (id)
 );
 CREATE UNIQUE INDEX conversations_salon_id_phone_number_key ON conversations (salon_id, phone_number);
@@ -109,7 +110,6 @@ CREATE TABLE ai_conversations (
     message_count    integer NOT NULL DEFAULT 0,
     last_activity    timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
     created_at       timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    updated_at       timestamp(3) without time zone NOT NULL,
     CONSTRAINT ai_conversations_pkey PRIMARY KEY (id)
 );
 CREATE INDEX ai_conversations_salon_id_created_at_idx ON ai_conversations (salon_id, created_at);
@@ -152,7 +152,6 @@ CREATE TABLE reminders (
     attempts      integer NOT NULL DEFAULT 0,
     last_error    text,
     created_at    timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    updated_at    timestamp(3) without time zone NOT NULL,
     CONSTRAINT reminders_pkey PRIMARY KEY (id)
 );
 CREATE INDEX reminders_booking_id_idx ON reminders (booking_id);
@@ -166,7 +165,6 @@ CREATE TABLE templates (
     category    text NOT NULL,
     status      text NOT NULL DEFAULT 'PENDING',
     created_at  timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    updated_at  timestamp(3) without time zone NOT NULL,
     CONSTRAINT templates_pkey PRIMARY KEY (id)
 );
 CREATE UNIQUE INDEX templates_salon_id_name_language_key ON templates (salon_id, name, language);
@@ -175,7 +173,6 @@ CREATE TABLE ai_response_cache (
     id            text NOT NULL,
     query_hash    text NOT NULL,
     salon_id      text NOT NULL,
-    response      text NOT NULL,
     hit_count     integer NOT NULL DEFAULT 0,
     created_at    timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
     last_used_at  timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,

@@ -3,7 +3,8 @@
 -- Apply to an EMPTY database: plain CREATE statements, no IF NOT EXISTS, so a
 -- second run fails loudly instead of half-matching an existing schema.
 --
--- Same tables, columns and indexes as schema_v1.sql, plus:
+-- Same tables, columns and indexes as schema_v1.sql (exactly the documented
+-- columns, see there), plus the newer-schema-only ones:
 --   * Prisma enums (quoted PascalCase type names) for the status-like columns,
 --     with the same upper-case values the text columns held; queries that
 --     compare them must cast the column to text to work on both variants;
@@ -35,7 +36,6 @@ CREATE TABLE salons (
     usage_current_messages  integer NOT NULL DEFAULT 0,
     usage_limit_messages    integer NOT NULL DEFAULT 1000,
     created_at              timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    updated_at              timestamp(3) without time zone NOT NULL,
     CONSTRAINT salons_pkey PRIMARY KEY (id)
 );
 CREATE UNIQUE INDEX salons_phone_number_id_key ON salons (phone_number_id);
@@ -83,7 +83,6 @@ CREATE TABLE conversations (
     last_message_at  timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
     message_count    integer NOT NULL DEFAULT 0,
     cost             double precision NOT NULL DEFAULT 0,
-    updated_at       timestamp(3) without time zone NOT NULL,
     CONSTRAINT conversations_pkey PRIMARY KEY (id)
 );
 CREATE UNIQUE INDEX conversations_salon_id_phone_number_key ON conversations (salon_id, phone_number);
@@ -117,7 +116,6 @@ CREATE TABLE ai_conversations (
     message_count    integer NOT NULL DEFAULT 0,
     last_activity    timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
     created_at       timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    updated_at       timestamp(3) without time zone NOT NULL,
     CONSTRAINT ai_conversations_pkey PRIMARY KEY (id)
 );
 CREATE INDEX ai_conversations_salon_id_created_at_idx ON ai_conversations (salon_id, created_at);
@@ -162,7 +160,6 @@ CREATE TABLE reminders (
     attempts      integer NOT NULL DEFAULT 0,
     last_error    text,
     created_at    timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    updated_at    timestamp(3) without time zone NOT NULL,
     CONSTRAINT reminders_pkey PRIMARY KEY (id)
 );
 CREATE INDEX reminders_booking_id_idx ON reminders (booking_id);
@@ -176,7 +173,6 @@ CREATE TABLE templates (
     category    text NOT NULL,
     status      "TemplateStatus" NOT NULL DEFAULT 'PENDING',
     created_at  timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    updated_at  timestamp(3) without time zone NOT NULL,
     CONSTRAINT templates_pkey PRIMARY KEY (id)
 );
 CREATE UNIQUE INDEX templates_salon_id_name_language_key ON templates (salon_id, name, language);
@@ -185,7 +181,6 @@ CREATE TABLE ai_response_cache (
     id            text NOT NULL,
     query_hash    text NOT NULL,
     salon_id      text NOT NULL,
-    response      text NOT NULL,
     hit_count     integer NOT NULL DEFAULT 0,
     created_at    timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
     last_used_at  timestamp(3) without time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,

@@ -245,14 +245,15 @@ def pg_unused_indexes(s: Settings) -> Panel:
 
 
 def pg_top_statements(s: Settings) -> Panel:
-    """Statements by execution time, with calls and mean time."""
-    exec_rate = rate("wasp_pg_statement_exec_time_seconds_total",
-                     ("target", "queryid", "fingerprint"), queryid="!=(other)")
-    calls = rate("wasp_pg_statement_calls_total", ("target", "queryid", "fingerprint"),
-                 queryid="!=(other)")
+    """Statements by execution time, with calls and mean time (text from the info metric)."""
+    text = f"on (target, queryid) group_left (fingerprint) {sel('wasp_pg_statement_info')}"
+    exec_rate = rate("wasp_pg_statement_exec_time_seconds_total", ("target", "queryid"),
+                     queryid="!=(other)")
+    calls = rate("wasp_pg_statement_calls_total", ("target", "queryid"), queryid="!=(other)")
     mean = sel("wasp_pg_statement_mean_exec_time_seconds", queryid="!=(other)")
     p = table(f"Top {TOP_N} statements by execution time",
-              Target(f"topk({TOP_N}, {exec_rate})"), Target(calls), Target(mean), w=24, h=10,
+              Target(f"topk({TOP_N}, {exec_rate}) * {text}"), Target(f"{calls} * {text}"),
+              Target(f"{mean} * {text}"), w=24, h=10,
               description="Execution seconds per second (share of one core), calls per "
               "second and mean time since the statistics began.")
     p.transformations.insert(0, {"id": "filterByValue", "options": {
