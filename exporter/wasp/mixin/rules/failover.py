@@ -36,16 +36,21 @@ changes({q("wasp_pg_start_timestamp_seconds")}[{cfg.restart_window}]) > 0
     name = "WaspPostgresTwoPrimaries"
     cl = ", ".join(cfg.cluster_by)
     by = {k: T[k] for k in cfg.cluster_by if k in T}
+    # a primary that stopped answering keeps its last series until stale_after: only targets
+    # that answer now count, or every failover would look like two primaries for minutes
     b.alert(g, name, "page", q, f"""
-count by ({cl}) ({q("wasp_pg_in_recovery")} == 0) > 1
+count by ({cl}) ({q("wasp_pg_in_recovery")} == 0 and {q("wasp_target_up")} == 1) > 1
 """,
         "{{ $value }} primaries at once",
         "{{ $value }} servers of one cluster accept writes (not in recovery): a split brain. "
         "Writes to the old primary are lost when it is rebuilt; fence it now (stop it, or take "
         "it out of PgBouncer) and keep the one with the higher timeline.",
+        # below the threshold: the old primary still shows in_recovery 0 but no longer answers
         four(cfg, name, "page", lambda firing, n: (
             series("wasp_pg_in_recovery", f"0x{n}", **t(target="pg1")),
-            series("wasp_pg_in_recovery", f"{0 if firing else 1}x{n}", **t(target="pg2"))),
+            series("wasp_pg_in_recovery", f"0x{n}", **t(target="pg2")),
+            series("wasp_target_up", f"1x{n}", **t(target="pg1")),
+            series("wasp_target_up", f"{1 if firing else 0}x{n}", **t(target="pg2"))),
             by, 2))
 
     q = b.q()
