@@ -228,7 +228,12 @@ and {timed} >= {num(cfg.webhook_min_timed_1h)}
         four(cfg, name, "warning", lambda firing, n: (
             series("wasp_app_webhook_processing_time_sum_seconds", f"{210 if firing else 190}x{n}",
                    **ev),
-            series("wasp_app_webhook_timed_events", f"100x{n}", **ev)), ev, 2.1))
+            series("wasp_app_webhook_timed_events", f"100x{n}", **ev)), ev, 2.1,
+            guard=("the minimum of timed events", lambda firing, n: (
+                series("wasp_app_webhook_processing_time_sum_seconds",
+                       f"{num(2.5 * (cfg.webhook_min_timed_1h - (0 if firing else 1)))}x{n}", **ev),
+                series("wasp_app_webhook_timed_events",
+                       f"{num(cfg.webhook_min_timed_1h - (0 if firing else 1))}x{n}", **ev)), 2.5)))
 
     q = b.q()
     name = "WaspWhatsAppReceiptsOverdue"
@@ -244,7 +249,12 @@ and {due} >= {num(cfg.receipts_min_due)}
         "arriving (the status webhook, WhatsApp) or messages are not delivered.",
         four(cfg, name, "warning", lambda firing, n: (
             series("wasp_app_whatsapp_outbound_stuck_sent", f"{51 if firing else 49}x{n}", **w),
-            series("wasp_app_whatsapp_outbound_receipt_due", f"100x{n}", **w)), w, 0.51))
+            series("wasp_app_whatsapp_outbound_receipt_due", f"100x{n}", **w)), w, 0.51,
+            guard=("the minimum of messages due", lambda firing, n: (
+                series("wasp_app_whatsapp_outbound_stuck_sent",
+                       f"{num(cfg.receipts_min_due - (0 if firing else 1))}x{n}", **w),
+                series("wasp_app_whatsapp_outbound_receipt_due",
+                       f"{num(cfg.receipts_min_due - (0 if firing else 1))}x{n}", **w)), 1)))
 
     q = b.q()
     name = "WaspRemindersFailing"
@@ -262,7 +272,10 @@ and {all_} >= {num(cfg.reminders_min_due_1h)}
         four(cfg, name, "warning", lambda firing, n: (
             series(rem, f"{21 if firing else 19}x{n}", **t(window="1h", status="FAILED")),
             series(rem, f"{79 if firing else 81}x{n}", **t(window="1h", status="SENT"))),
-            t(window="1h"), 0.21))
+            t(window="1h"), 0.21,
+            guard=("the minimum of reminders due", lambda firing, n: (
+                series(rem, f"{num(cfg.reminders_min_due_1h - (0 if firing else 1))}x{n}",
+                       **t(window="1h", status="FAILED")),), 1)))
 
     q = b.q()
     name = "WaspAIBudgetExceeded"

@@ -33,8 +33,15 @@ def minutes(duration: str) -> int:
 
 def four(cfg: Settings, name: str, severity: str,
          make: Callable[[bool, int], tuple[Series, ...]], labels: Mapping[str, str],
-         value: float | Callable[[int], float], *, lead: int = 0, what: str = "") -> list[Case]:
-    """The four boundary cases of one alert level (`value` may depend on the minute evaluated)."""
+         value: float | Callable[[int], float], *, lead: int = 0, what: str = "",
+         guard: tuple[str, Callable[[bool, int], tuple[Series, ...]],
+                      float | Callable[[int], float]] | None = None,
+         ) -> list[Case]:
+    """The four boundary cases of one alert level (`value` may depend on the minute evaluated).
+
+    `guard` is (what, make, value) for a second threshold (a minimum volume): two more
+    cases, quiet just under it and firing at it with `value`.
+    """
     hold = minutes(cfg.for_of(name, severity))
     samples, late = lead + hold + 10, lead + hold + 5
     about = f" ({what})" if what else ""
@@ -53,4 +60,11 @@ def four(cfg: Settings, name: str, severity: str,
                           f"{lead + hold - 1}m"))
     cases.append(Case(f"{severity}: when `for` has elapsed", make(True, samples),
                       f"{lead + hold}m", fired(lead + hold)))
+    if guard:
+        what_guard, make_guard, guard_value = guard
+        cases += [Case(f"{severity}: just under {what_guard}", make_guard(False, samples),
+                       f"{late}m"),
+                  Case(f"{severity}: at {what_guard}", make_guard(True, samples), f"{late}m",
+                       (Fired(labels, guard_value(late) if callable(guard_value) else guard_value,
+                              severity),))]
     return cases

@@ -44,7 +44,7 @@ def _filesystems(b: Builder, g: Group) -> None:
             ("WaspFilesystemFillingUp", "warning", cfg.filesystem_free_warning,
              cfg.filesystem_warning_horizon_seconds, 30, 45, 30e6),
             ("WaspFilesystemFillingUpFast", "page", cfg.filesystem_free_page,
-             cfg.filesystem_page_horizon_seconds, 12, 20, 60e6)):
+             cfg.filesystem_page_horizon_seconds, 12, 21, 60e6)):
         q = _node(b)
         fs = {"fstype": f"!~{cfg.filesystem_fstypes_excluded}"}
         avail = q("node_filesystem_avail_bytes", **fs)
@@ -63,9 +63,11 @@ and {q("node_filesystem_readonly", **fs)} == 0
 
 
 def _draining(start: float, quiet_start: float, slope: float) -> Callable[[bool, int], tuple[Series, ...]]:
-    """A 100 GB filesystem losing `slope` bytes a minute from `start` GB (quiet: `quiet_start`)."""
+    """A 100 GB filesystem losing `slope` bytes a minute from `start` GB; the quiet one starts
+    at `quiet_start` and loses twice as fast, so that only its free share keeps it quiet."""
     def make(firing: bool, n: int) -> tuple[Series, ...]:
-        return _fs(f"{(start if firing else quiet_start) * _GB:.0f}-{slope:.0f}x{n}", n)
+        d = slope if firing else 2 * slope
+        return _fs(f"{(start if firing else quiet_start) * _GB:.0f}-{d:.0f}x{n}", n)
     return make
 
 
@@ -102,7 +104,14 @@ predict_linear({wal}[{cfg.wal_directory_trend_window}], {num(cfg.wal_directory_h
                    f"1500000000+{20_000_000 if firing else 5_000_000}x{n}", **T),
             series("wasp_pg_max_wal_size_bytes", f"1000000000x{n}", **T),
             series("wasp_pg_wal_keep_size_bytes", f"0x{n}", **T)),
-            T, lambda at: (1.5e9 + 20e6 * at) / 1e9, lead=1))
+            T, lambda at: (1.5e9 + 20e6 * at) / 1e9, lead=1,
+            # growing as fast, from just under the bound (quiet) or just over it (fires)
+            guard=("the bound", lambda firing, n: (
+                series("wasp_pg_wal_directory_bytes",
+                       f"{1_010_000_000 if firing else 550_000_000}+20000000x{n}", **T),
+                series("wasp_pg_max_wal_size_bytes", f"1000000000x{n}", **T),
+                series("wasp_pg_wal_keep_size_bytes", f"0x{n}", **T)),
+                lambda at: (1.01e9 + 20e6 * at) / 1e9)))
 
     q = b.q()
     name = "WaspPostgresPageChecksumFailures"
@@ -138,7 +147,12 @@ and {dead} > {num(cfg.autovacuum_behind_min_dead_rows)}
         four(cfg, name, "warning", lambda firing, n: (
             series("wasp_pg_table_dead_tuples", f"{12100 if firing else 11900}x{n}", **tab),
             series("wasp_pg_table_autovacuum_threshold_tuples", f"6000x{n}", **tab)),
-            tab, 12100))
+            tab, 12100, guard=("the minimum of dead rows", lambda firing, n: (
+                series("wasp_pg_table_dead_tuples",
+                       f"{num(cfg.autovacuum_behind_min_dead_rows + (1 if firing else -1))}x{n}",
+                       **tab),
+                series("wasp_pg_table_autovacuum_threshold_tuples", f"100x{n}", **tab)),
+                cfg.autovacuum_behind_min_dead_rows + 1)))
 
     q = b.q()
     name = "WaspPostgresAutovacuumWorkersBusy"
@@ -166,7 +180,12 @@ and {q("wasp_pg_table_size_bytes")} > {num(cfg.table_bloat_min_bytes)}
         "nothing. Find why vacuum fell behind, then rewrite it (pg_repack) in a quiet hour.",
         four(cfg, name, "info", lambda firing, n: (
             series("wasp_pg_table_bloat_ratio", f"{0.51 if firing else 0.49}x{n}", **tab),
-            series("wasp_pg_table_size_bytes", f"{2 * 1024 ** 3}x{n}", **tab)), tab, 0.51))
+            series("wasp_pg_table_size_bytes", f"{2 * 1024 ** 3}x{n}", **tab)), tab, 0.51,
+            guard=("the minimum table size", lambda firing, n: (
+                series("wasp_pg_table_bloat_ratio", f"0.51x{n}", **tab),
+                series("wasp_pg_table_size_bytes",
+                       f"{num(cfg.table_bloat_min_bytes + (1 if firing else -1))}x{n}", **tab)),
+                0.51)))
 
     q = b.q()
     cp = "wasp_pg_checkpoints_total"
