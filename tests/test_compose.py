@@ -192,7 +192,9 @@ def test_prometheus_config_with_the_rules_mapped(tmp_path: Path, compose: dict[s
 
 def test_alertmanager_config(compose: dict[str, Any]) -> None:
     amtool = require_tool("amtool")
-    conf = _service_mount(compose, "alertmanager", "/etc/alertmanager/alertmanager.yml")
+    conf = _service_mount(compose, "alertmanager", "/etc/alertmanager/wasp") / "alertmanager.yml"
+    assert "--config.file=/etc/alertmanager/wasp/alertmanager.yml" in \
+        compose["services"]["alertmanager"]["command"]
     r = subprocess.run([amtool, "check-config", str(conf)], capture_output=True, text=True,
                        check=False)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -204,7 +206,7 @@ def test_alertmanager_config(compose: dict[str, Any]) -> None:
 def test_alertmanager_secrets(compose: dict[str, Any]) -> None:
     """Every credential file the Alertmanager configuration names is a docker secret mounted
     at that path, read from a git-ignored file under compose/secrets/."""
-    conf_path = _service_mount(compose, "alertmanager", "/etc/alertmanager/alertmanager.yml")
+    conf_path = _service_mount(compose, "alertmanager", "/etc/alertmanager/wasp") / "alertmanager.yml"
     named = set(re.findall(r"_file: (\S+)", conf_path.read_text()))
     mounted = {s["target"]: s["source"] for s in compose["services"]["alertmanager"]
                .get("secrets", [])}

@@ -63,6 +63,11 @@ def _rules() -> Subcommand:
     return rules
 
 
+def _alertmanager() -> Subcommand:
+    from wasp.mixin import alertmanager
+    return alertmanager
+
+
 def _dashboards() -> Subcommand:
     from wasp.mixin import dashboards
     return dashboards
@@ -76,6 +81,7 @@ DELEGATED: dict[str, tuple[Callable[[], Subcommand], str]] = {
     "replica": (_replica, "streaming replicas: setup, status, promote, rejoin"),
     "catalog": (_catalog, "list every metric wasp exports (the metric catalog)"),
     "rules": (_rules, "generate Prometheus alert and recording rules"),
+    "alertmanager": (_alertmanager, "generate the Alertmanager configuration and templates"),
     "dashboards": (_dashboards, "generate Grafana dashboards"),
 }
 
