@@ -68,6 +68,11 @@ def _rules() -> Subcommand:
     return rules
 
 
+def _alertmanager() -> Subcommand:
+    from wasp.mixin import alertmanager
+    return alertmanager
+
+
 def _dashboards() -> Subcommand:
     from wasp.mixin import dashboards
     return dashboards
@@ -82,6 +87,7 @@ DELEGATED: dict[str, tuple[Callable[[], Subcommand], str]] = {
     "logtail": (_logtail, "follow PostgreSQL's jsonlog beside the server (the log pack alone)"),
     "catalog": (_catalog, "list every metric wasp exports (the metric catalog)"),
     "rules": (_rules, "generate Prometheus alert and recording rules"),
+    "alertmanager": (_alertmanager, "generate the Alertmanager configuration and templates"),
     "dashboards": (_dashboards, "generate Grafana dashboards"),
 }
 

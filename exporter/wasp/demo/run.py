@@ -69,6 +69,7 @@ class Demo:
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     live_stop: threading.Event = field(default_factory=threading.Event)
     live_thread: threading.Thread | None = None
+    receiver: LocalReceiver | None = None
     urls: dict[str, str] = field(default_factory=dict)
 
     # -- database ---------------------------------------------------------------------
@@ -143,25 +144,28 @@ class Demo:
             if not prom:
                 log.info("prometheus is not installed: skipping it (apt-get install prometheus)")
             return
+        port = 9090 if not port_in_use(9090) else free_port()
         conf: dict[str, Any] = {
             "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
-            "scrape_configs": [{"job_name": "wasp", "static_configs": [{"targets": [exporter]}]}],
+            "scrape_configs": [
+                {"job_name": "wasp", "static_configs": [{"targets": [exporter]}]},
+                {"job_name": "prometheus",
+                 "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
         }
         rules_dir = _repo_dir("rules")
         if rules_dir is not None:
-            conf["rule_files"] = [str(p) for p in sorted(rules_dir.glob("wasp-*.yml"))]
+            conf["rule_files"] = [str(p) for p in sorted(rules_dir.glob("*.yml"))]
         if am:
             am_port = free_port()
             am_dir = self.home / "alertmanager"
             am_dir.mkdir(parents=True, exist_ok=True)
             am_conf = am_dir / "alertmanager.yml"
-            am_src = _repo_dir("rules")
-            src = am_src / "alertmanager.yml" if am_src else None
-            if src is not None and src.exists():
-                am_conf.write_text(src.read_text())
-            else:
-                am_conf.write_text(yaml.safe_dump({"route": {"receiver": "null"},
-                                                   "receivers": [{"name": "null"}]}))
+            receiver = LocalReceiver()
+            self.receiver = receiver
+            am_conf.write_text(yaml.safe_dump(demo_alertmanager_config(
+                _repo_dir("alertmanager"), receiver.url)))
+            conf["scrape_configs"].append({"job_name": "alertmanager", "static_configs": [
+                {"targets": [f"127.0.0.1:{am_port}"]}]})
             self._spawn("alertmanager", [am, f"--config.file={am_conf}",
                                          f"--storage.path={am_dir / 'data'}",
                                          f"--web.listen-address=127.0.0.1:{am_port}",
@@ -172,7 +176,6 @@ class Demo:
         pdir = self.home / "prometheus"
         pdir.mkdir(parents=True, exist_ok=True)
         (pdir / "prometheus.yml").write_text(yaml.safe_dump(conf, sort_keys=False))
-        port = 9090 if not port_in_use(9090) else free_port()
         self._spawn("prometheus", [prom, f"--config.file={pdir / 'prometheus.yml'}",
                                    f"--storage.tsdb.path={pdir / 'data'}",
                                    f"--web.listen-address=127.0.0.1:{port}",
@@ -240,6 +243,48 @@ def _read_port(pgdir: Path) -> int | None:
             if k.strip() == "port" and v.strip().isdigit():
                 return int(v.strip())
     return None
+
+
+class LocalReceiver:
+    """The demo's notification receiver: every Alertmanager receiver posts here; it logs them."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+
+        received = self.received = [0]
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"] or 0)))
+                received[0] += 1
+                log.info("notification to %s: %s %s (%d alerts)", self.path.strip("/"),
+                         body.get("status"), body.get("groupLabels", {}).get("alertname"),
+                         len(body.get("alerts", [])))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, name="wasp-demo-receiver",
+                         daemon=True).start()
+
+
+def demo_alertmanager_config(src: Path | None, url: str) -> dict[str, Any]:
+    """The generated Alertmanager configuration with every receiver, the Watchdog's
+    dead-man's switch included, posting to the demo's local receiver (no credentials)."""
+    path = src / "alertmanager.yml" if src else None
+    if path is None or not path.exists():
+        return {"route": {"receiver": "local"},
+                "receivers": [{"name": "local", "webhook_configs": [{"url": f"{url}/local"}]}]}
+    conf: dict[str, Any] = yaml.safe_load(path.read_text())
+    conf.pop("templates", None)
+    conf["receivers"] = [{"name": r["name"], "webhook_configs": [
+        {"url": f"{url}/{r['name']}", "send_resolved": True}]} for r in conf["receivers"]]
+    return conf
 
 
 def _repo_dir(name: str) -> Path | None:

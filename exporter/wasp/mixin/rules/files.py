@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from wasp.mixin.alertmanager import alertmanager_config
+from wasp.mixin.rules.boundary import boundary_cases
 from wasp.mixin.rules.model import Alert, Group, Series
 from wasp.mixin.rules.templates import render_template
 from wasp.mixin.settings import Settings
@@ -19,23 +19,35 @@ def anchor(name: str) -> str:
     return name.lower()
 
 
-def _annotations(cfg: Settings, a: Alert) -> dict[str, str]:
-    return {"description": a.description, "runbook_url": f"{cfg.runbook_url}#{anchor(a.name)}",
+#: the dashboard each group's alerts link (dashboard uids)
+GROUP_DASHBOARDS = {
+    "wasp-alerting": "wasp-exporter", "wasp-exporter": "wasp-exporter",
+    "wasp-app": "wasp-business", "wasp-postgres": "wasp-postgres",
+    "wasp-replication": "wasp-replication-backups", "wasp-backup": "wasp-replication-backups",
+    "wasp-pgbouncer": "wasp-pgbouncer", "wasp-log": "wasp-log",
+}
+
+
+def _annotations(cfg: Settings, a: Alert, group: str) -> dict[str, str]:
+    uid = GROUP_DASHBOARDS.get(group, "wasp-exporter")
+    return {"dashboard_url": f"{cfg.grafana_url.rstrip('/')}/d/{uid}",
+            "description": a.description, "runbook_url": f"{cfg.runbook_url}#{anchor(a.name)}",
             "summary": a.summary}
 
 
 def rule_files(cfg: Settings, groups: list[Group]) -> dict[str, Any]:
-    """The rule files as data: wasp-alerts.yml and wasp-recording.yml."""
-    alerts, recs = [], []
+    """The rule files as data: wasp-recording.yml, and one file per alert group (wasp-app.yml ...)."""
+    recs = []
+    out: dict[str, Any] = {}
     for g in groups:
         if g.recordings:
             recs.append({"name": g.name, "rules": [
                 {"expr": r.expr, "record": r.record} for r in g.recordings]})
         if g.alerts:
-            alerts.append({"name": g.name, "rules": [
-                {"alert": a.name, "annotations": _annotations(cfg, a), "expr": a.expr,
-                 "for": a.for_, "labels": {"severity": a.severity}} for a in g.alerts]})
-    return {"wasp-alerts.yml": {"groups": alerts}, "wasp-recording.yml": {"groups": recs}}
+            out[f"{g.name}.yml"] = {"groups": [{"name": g.name, "rules": [
+                {"alert": a.name, "annotations": _annotations(cfg, a, g.name), "expr": a.expr,
+                 "for": a.for_, "labels": {"severity": a.severity}} for a in g.alerts]}]}
+    return {**out, "wasp-recording.yml": {"groups": recs}}
 
 
 def _series_text(s: Series) -> str:
@@ -68,12 +80,15 @@ def test_files(cfg: Settings, groups: list[Group]) -> dict[str, Any]:
             by_name.setdefault(a.name, []).append(a)
         tests: dict[str, list[dict[str, Any]]] = {}
         for name, rules in by_name.items():
-            for case in (c for a in rules for c in a.cases):
+            probe = next((a.probe for a in rules if a.probe), None)
+            boundary = (boundary_cases(name, probe, cfg, tuple(a.severity for a in rules))
+                        if probe else [])
+            for case in [*(c for a in rules for c in a.cases), *boundary]:
                 exp = []
                 for f in case.fires:
                     rule = next(a for a in rules if a.severity == f.severity)
                     ann = {k: render_template(v, f.labels, f.value)
-                           for k, v in _annotations(cfg, rule).items()}
+                           for k, v in _annotations(cfg, rule, g.name).items()}
                     exp.append({"exp_annotations": ann,
                                 "exp_labels": {**f.labels, "severity": f.severity}})
                 # day-long cases run in their own file, evaluated at their own interval
@@ -90,8 +105,8 @@ def test_files(cfg: Settings, groups: list[Group]) -> dict[str, Any]:
             out[f"tests/{g.name}{suffix}.test.yml"] = {
                 "evaluation_interval": interval,
                 # recordings first, so alerts see this step's recorded values
-                "group_eval_order": [x.name for x in groups],
-                "rule_files": ["../wasp-alerts.yml", "../wasp-recording.yml"],
+                "group_eval_order": [*(x.name for x in groups if x.recordings), g.name],
+                "rule_files": ["../wasp-recording.yml", f"../{g.name}.yml"],
                 "tests": group_tests,
             }
     return out
@@ -119,8 +134,7 @@ def _dump(data: Any) -> str:
 
 
 
-def render(cfg: Settings, groups: list[Group]) -> dict[str, str]:
-    """Every generated file under rules/, path -> text."""
-    data = {**rule_files(cfg, groups), **test_files(cfg, groups),
-            "alertmanager.yml": alertmanager_config(cfg)}
+def render(cfg: Settings, groups: list[Group], *, tests: bool = True) -> dict[str, str]:
+    """Every generated file under rules/, path -> text (without tests/ unless `tests`)."""
+    data = {**rule_files(cfg, groups), **(test_files(cfg, groups) if tests else {})}
     return {path: _dump(d) for path, d in sorted(data.items())}
