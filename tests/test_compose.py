@@ -234,7 +234,8 @@ def test_make_secrets(tmp_path: Path) -> None:
     before = {f.name: f.read_bytes() for f in secrets.iterdir()}
     compose = yaml.safe_load(COMPOSE_FILE.read_text())
     for name, sec in compose["secrets"].items():
-        if name not in ("pagerduty_routing_key", "slack_webhook_url"):
+        if name not in ("pagerduty_routing_key", "slack_warnings_webhook_url",
+                        "slack_info_webhook_url", "watchdog_key"):
             assert (secrets / Path(sec["file"]).name).stat().st_size > 0, name
     # the web configuration is valid and its hash matches the scrape password
     web = _run_secrets(secrets, tmp_path / "run")
@@ -344,7 +345,9 @@ def test_node_exporter_service_and_scrape_job(compose: dict[str, Any]) -> None:
 
 def test_alertmanager_config(compose: dict[str, Any]) -> None:
     amtool = require_tool("amtool")
-    conf = _service_mount(compose, "alertmanager", "/etc/alertmanager/alertmanager.yml")
+    conf = _service_mount(compose, "alertmanager", "/etc/alertmanager/wasp") / "alertmanager.yml"
+    assert "--config.file=/etc/alertmanager/wasp/alertmanager.yml" in \
+        compose["services"]["alertmanager"]["command"]
     r = subprocess.run([amtool, "check-config", str(conf)], capture_output=True, text=True,
                        check=False)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -356,7 +359,7 @@ def test_alertmanager_config(compose: dict[str, Any]) -> None:
 def test_alertmanager_secrets(compose: dict[str, Any]) -> None:
     """Every credential file the Alertmanager configuration names is a docker secret mounted
     at that path, read from a git-ignored file under compose/secrets/."""
-    conf_path = _service_mount(compose, "alertmanager", "/etc/alertmanager/alertmanager.yml")
+    conf_path = _service_mount(compose, "alertmanager", "/etc/alertmanager/wasp") / "alertmanager.yml"
     named = set(re.findall(r"_file: (\S+)", conf_path.read_text()))
     mounted = {s["target"]: s["source"] for s in compose["services"]["alertmanager"]
                .get("secrets", [])}

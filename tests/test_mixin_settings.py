@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _alert(files: dict[str, str], name: str, severity: str) -> dict[str, Any]:
-    doc = yaml.safe_load(files["wasp-alerts.yml"])
-    return next(r for g in doc["groups"] for r in g["rules"]
-                if r["alert"] == name and r["labels"]["severity"] == severity)
+    return next(r for path, text in files.items() if not path.startswith("tests/")
+                for g in yaml.safe_load(text)["groups"] for r in g["rules"]
+                if r.get("alert") == name and r["labels"]["severity"] == severity)
 
 
 def _panel(board: str, title: str, s: Settings) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def test_one_setting_moves_the_alert_and_its_panel(tmp_path: Path) -> None:
     # and through the command line, both generators
     r = _wasp("rules", "--out", str(tmp_path / "r"), "--settings", str(site))
     assert r.returncode == 0, r.stderr
-    assert "> 0.9\n" in (tmp_path / "r" / "wasp-alerts.yml").read_text()
+    assert "> 0.9\n" in (tmp_path / "r" / "wasp-postgres.yml").read_text()
     r = _wasp("dashboards", "--out", str(tmp_path / "d"), "--settings", str(site))
     assert r.returncode == 0, r.stderr
     assert '"value": 0.9' in (tmp_path / "d" / "postgres.json").read_text()
@@ -74,7 +74,7 @@ def test_boards_and_alerts_agree_on_the_shared_thresholds() -> None:
     assert _steps(_panel("pgbouncer.json", "Pool usage (active servers / pool size)", s)) == [
         (None, "green"), (s.pool_usage_ratio, "orange")]
     usage = _panel("postgres.json", "Connections used", s)["targets"][0]["expr"]
-    assert "wasp_pg_superuser_reserved_connections" in usage  # the alert's denominator
+    assert "target:wasp_pg_connections:usage_ratio" in usage  # what the alert reads
     assert _steps(_panel("business.json", "Newest webhook age", s)) == [
         (None, "green"), (s.webhook_silent_seconds, "red")]
 
@@ -102,7 +102,7 @@ def test_a_bad_settings_file_is_refused_with_file_line_and_key(
         load_settings(path)
     assert str(e.value).startswith(f"{path}{where}"), str(e.value)
     assert message in str(e.value)
-    for command in ("rules", "dashboards"):
+    for command in ("rules", "dashboards", "alertmanager"):
         r = _wasp(command, "--out", str(tmp_path / command), "--settings", str(path))
         assert r.returncode == 2, (command, r.stdout, r.stderr)
         assert f"{path}{where}" in r.stderr and message in r.stderr
@@ -135,13 +135,13 @@ def test_generation_is_byte_identical_across_processes_and_hash_seeds(tmp_path: 
     for seed in ("1", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = tmp_path / f"seed-{seed}"
-        for command in ("rules", "dashboards"):
+        for command in ("rules", "dashboards", "alertmanager"):
             r = _wasp(command, "--out", str(out / command), env=env)
             assert r.returncode == 0, r.stderr
         outs.append({str(p.relative_to(out)): p.read_bytes()
                      for p in sorted(out.rglob("*")) if p.is_file()})
     assert outs[0] == outs[1]
-    assert len(outs[0]) == len(rules.render_files()) + len(dashboards.build_all())
+    assert len(outs[0]) == len(rules.render_files()) + len(dashboards.build_all()) + 2
     # and the committed files are what either process wrote
     for rel, data in outs[0].items():
         command, _, name = rel.partition("/")

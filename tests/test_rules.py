@@ -25,7 +25,9 @@ from wasp.mixin.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
-RULE_FILES = [RULES / "wasp-alerts.yml", RULES / "wasp-recording.yml", RULES / "wasp-slo.yml"]
+RULE_FILES = sorted(RULES.glob("*.yml"))
+ALERTMANAGER = ROOT / "alertmanager"
+AM_CONFIG = ALERTMANAGER / "alertmanager.yml"
 
 
 def _load(path: Path) -> Any:
@@ -33,8 +35,8 @@ def _load(path: Path) -> Any:
 
 
 def _alert_rules() -> list[dict[str, Any]]:
-    return [r for f in ("wasp-alerts.yml", "wasp-slo.yml") for g in _load(RULES / f)["groups"]
-            for r in g["rules"] if "alert" in r]
+    return [r for f in RULE_FILES if f.name != "wasp-recording.yml"
+            for g in _load(f)["groups"] for r in g["rules"] if "alert" in r]
 
 
 def _recording_rules() -> list[dict[str, Any]]:
@@ -66,17 +68,22 @@ def test_wasp_rules_check_exit_codes(tmp_path: Path) -> None:
     assert run("--check").returncode == 1  # empty directory
     assert run().returncode == 0
     assert run("--check").returncode == 0
-    alerts = tmp_path / "wasp-alerts.yml"
+    alerts = tmp_path / "wasp-app.yml"
     alerts.write_text(alerts.read_text().replace("> 600", "> 601"))
     r = run("--check")
-    assert r.returncode == 1 and "wasp-alerts.yml" in r.stderr
+    assert r.returncode == 1 and "wasp-app.yml" in r.stderr
+    # links nobody can click are refused unless asked for
+    r = run("--runbook-url", "docs/runbook.md")
+    assert r.returncode == 2 and "runbook_url: 'docs/runbook.md' is not an absolute URL" in r.stderr
+    assert run("--runbook-url", "docs/runbook.md", "--allow-relative-urls").returncode == 0
 
 
 # --- promtool and amtool ----------------------------------------------------------------------
 
 
 def test_promtool_check_rules_without_warnings() -> None:
-    for f in RULE_FILES:
+    assert {f.name for f in RULE_FILES} >= {"wasp-recording.yml", "wasp-app.yml", "wasp-alerting.yml"}
+    for f in RULE_FILES:  # rules/*.yml: every file there is a rule file
         r = subprocess.run([require_tool("promtool"), "check", "rules", str(f)],
                            capture_output=True, text=True, timeout=60)
         out = r.stdout + r.stderr
@@ -96,12 +103,13 @@ def test_promtool_unit_tests_pass() -> None:
 
 
 def test_amtool_check_config() -> None:
-    r = subprocess.run([require_tool("amtool"), "check-config", str(RULES / "alertmanager.yml")],
+    r = subprocess.run([require_tool("amtool"), "check-config", str(AM_CONFIG)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 @pytest.mark.parametrize(("labels", "receiver"), [
+    (["severity=none", "alertname=Watchdog"], "watchdog"),
     (["severity=page", "alertname=WaspWebhooksSilent", "target=main"], "pagerduty"),
     (["severity=warning", "alertname=WaspQueryFailing", "target=main"], "slack-warnings"),
     (["severity=info", "alertname=WaspPostgresPendingRestart"], "slack-info"),
@@ -109,14 +117,14 @@ def test_amtool_check_config() -> None:
 ])
 def test_alertmanager_routes(labels: list[str], receiver: str) -> None:
     r = subprocess.run([require_tool("amtool"), "config", "routes", "test",
-                        f"--config.file={RULES / 'alertmanager.yml'}", *labels],
+                        f"--config.file={AM_CONFIG}", *labels],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip() == receiver
 
 
 def test_alertmanager_secrets_are_files_and_inhibitions_cover_outages() -> None:
-    text = (RULES / "alertmanager.yml").read_text()
+    text = AM_CONFIG.read_text()
     cfg = yaml.safe_load(text)
     for rc in cfg["receivers"]:
         for pd in rc.get("pagerduty_configs", []):
@@ -127,6 +135,10 @@ def test_alertmanager_secrets_are_files_and_inhibitions_cover_outages() -> None:
     sources = {tuple(i["source_matchers"]): i for i in cfg["inhibit_rules"]}
     assert sources[('alertname="WaspExporterDown"',)]["equal"] == ["job", "instance"]
     assert sources[('alertname="WaspTargetDown"',)]["equal"] == ["job", "instance", "target"]
+    slack = {rc["name"]: rc["slack_configs"][0]["api_url_file"]
+             for rc in cfg["receivers"] if "slack_configs" in rc}
+    assert len(set(slack.values())) == len(slack) == 2, "warnings and info share a webhook"
+    assert not (RULES / "alertmanager.yml").exists()
 
 
 # --- every alert is complete, documented and proven -------------------------------------------
@@ -139,13 +151,14 @@ def test_every_alert_has_annotations_for_severity_and_a_runbook_section() -> Non
     rules = _alert_rules()
     assert len({r["alert"] for r in rules}) >= 35
     for r in rules:
-        assert r["labels"]["severity"] in ("page", "warning", "info"), r["alert"]
+        assert r["labels"]["severity"] in ("page", "warning", "info", "none"), r["alert"]
         assert re.fullmatch(r"\d+[smhd]", r["for"]), r["alert"]
         ann = r["annotations"]
         assert ann["summary"].strip() and ann["description"].strip(), r["alert"]
-        assert ann["runbook_url"] == f"docs/runbook.md#{anchor(r['alert'])}"
+        assert ann["runbook_url"] == f"{Settings().runbook_url}#{anchor(r['alert'])}"
+        assert re.fullmatch(r"https?://\S+/d/wasp-[a-z-]+", ann["dashboard_url"]), r["alert"]
         assert anchor(r["alert"]) in anchors, f"docs/runbook.md has no section {r['alert']}"
-    documented = set(re.findall(r"^### (Wasp\w+)$", runbook, re.M))
+    documented = set(re.findall(r"^### (Wasp\w+|Watchdog)$", runbook, re.M))
     assert documented == {r["alert"] for r in rules}, "runbook sections without an alert"
 
 
@@ -160,7 +173,8 @@ def test_every_alert_has_a_firing_and_a_quiet_promtool_case() -> None:
                 quiet.add(art["alertname"])
     for r in _alert_rules():
         assert (r["alert"], r["labels"]["severity"]) in fired, f"no test fires {r['alert']} ({r['labels']['severity']})"
-        assert r["alert"] in quiet, f"no test shows {r['alert']} staying quiet"
+        if r["alert"] != "Watchdog":  # it always fires: that is what it is for
+            assert r["alert"] in quiet, f"no test shows {r['alert']} staying quiet"
 
 
 def test_every_recording_rule_has_a_promtool_case() -> None:
@@ -170,7 +184,7 @@ def test_every_recording_rule_has_a_promtool_case() -> None:
 
 
 _FUNCTIONS = {"sum", "max", "min", "count", "avg", "rate", "increase", "time", "clamp_min",
-              "absent", "scalar", "and", "or", "unless", "offset", "Inf", "bool",
+              "absent", "scalar", "and", "or", "unless", "offset", "Inf", "bool", "vector",
               "histogram_quantile", "hour", "day_of_week", "max_over_time", "last_over_time",
               "changes", "predict_linear"}
 
@@ -233,7 +247,7 @@ def test_a_renamed_metric_or_a_wrong_label_breaks_the_generator() -> None:
 
 def test_selector_and_thresholds_come_from_the_config() -> None:
     cfg = Settings(selector=(("job", "db-monitor"),), webhook_silent_seconds=1200)
-    text = render_files(cfg)["wasp-alerts.yml"]
+    text = render_files(cfg)["wasp-app.yml"]
     assert 'job="wasp"' not in text and 'job="db-monitor"' in text
     assert 'target:wasp_app_webhook_newest:age_seconds{job="db-monitor"} > 1200' in text
 
@@ -298,7 +312,7 @@ def test_a_real_prometheus_loads_the_rule_groups(tmp_path: Path) -> None:
 def test_a_real_alertmanager_inhibits_as_documented(tmp_path: Path) -> None:
     alertmanager = shutil.which("prometheus-alertmanager") or require_tool("alertmanager")
     port = free_port()
-    proc = subprocess.Popen([alertmanager, f"--config.file={RULES / 'alertmanager.yml'}",
+    proc = subprocess.Popen([alertmanager, f"--config.file={AM_CONFIG}",
                              f"--storage.path={tmp_path}", f"--web.listen-address=127.0.0.1:{port}",
                              "--cluster.listen-address="],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

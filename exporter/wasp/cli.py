@@ -73,6 +73,11 @@ def _rules() -> Subcommand:
     return rules
 
 
+def _alertmanager() -> Subcommand:
+    from wasp.mixin import alertmanager
+    return alertmanager
+
+
 def _dashboards() -> Subcommand:
     from wasp.mixin import dashboards
     return dashboards
@@ -88,6 +93,7 @@ DELEGATED: dict[str, tuple[Callable[[], Subcommand], str]] = {
     "doctor": (_doctor, "check a live cluster for production readiness: score, evidence, fixes"),
     "catalog": (_catalog, "list every metric wasp exports (the metric catalog)"),
     "rules": (_rules, "generate Prometheus alert and recording rules"),
+    "alertmanager": (_alertmanager, "generate the Alertmanager configuration and templates"),
     "dashboards": (_dashboards, "generate Grafana dashboards"),
 }
 

@@ -20,13 +20,13 @@ from typing import Any
 
 import yaml
 
-from wasp.mixin.alertmanager import alertmanager_config
+from wasp.mixin.alertmanager import TEMPLATE, alertmanager_config
 from wasp.mixin.rules import build
 from wasp.mixin.rules.files import rule_files
 from wasp.mixin.settings import FOR_DEFAULTS, Settings, load_settings
 
 __all__ = ["DEMO", "MINIMAL", "PRODUCTION", "TEST", "Timing", "alertmanager_for_receiver",
-           "prometheus_config", "seconds", "write_rules"]
+           "prometheus_config", "seconds", "write_alertmanager", "write_rules"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -121,20 +121,34 @@ def write_rules(out: Path, timing: Timing) -> dict[str, int]:
     return counts
 
 
+def write_alertmanager(out: Path, receiver_url: str, timing: Timing) -> Path:
+    """The demo's Alertmanager config and its notification templates in `out`; the config's path."""
+    (out / "templates").mkdir(parents=True, exist_ok=True)
+    (out / "templates" / "wasp.tmpl").write_text(TEMPLATE)
+    conf = out / "alertmanager.yml"
+    conf.write_text(yaml.safe_dump(alertmanager_for_receiver(receiver_url, timing)))
+    return conf
+
+
 def alertmanager_for_receiver(receiver_url: str, timing: Timing) -> dict[str, Any]:
-    """The generated routing and inhibitions, each receiver pointed at the local stand-in."""
+    """The generated routing, inhibitions and templates, each receiver (the Watchdog's
+    dead-man's switch included) pointed at the local stand-in, no credentials."""
     conf = alertmanager_config(Settings())
     route = conf["route"]
     route["group_wait"] = _dur(timing.group_wait)
     route["group_interval"] = _dur(timing.group_interval)
     route["repeat_interval"] = _dur(timing.repeat_interval)
     for r in route.get("routes", []):
-        r.pop("repeat_interval", None)
+        if r.get("receiver") != "watchdog":  # the heartbeat keeps its one-minute repeat
+            r.pop("repeat_interval", None)
     # what the stand-ins record besides the text a person reads
     keys = {"alertname": "{{ .CommonLabels.alertname }}",
             "severity": "{{ .CommonLabels.severity }}",
             "target": "{{ .CommonLabels.target }}", "status": "{{ .Status }}"}
     for rc in conf["receivers"]:
+        for wh in rc.get("webhook_configs", []):
+            wh.pop("http_config", None)
+            wh["url"] = f"{receiver_url}/webhook/{rc['name']}"
         for pd in rc.get("pagerduty_configs", []):
             pd.pop("routing_key_file", None)
             pd["routing_key"] = "wasp-demo"
@@ -154,8 +168,8 @@ def prometheus_config(*, exporter: str, rules_dir: Path | None, alertmanager: st
         "global": {"scrape_interval": _dur(timing.scrape_interval),
                    "evaluation_interval": _dur(timing.evaluation_interval),
                    "scrape_timeout": _dur(min(10.0, timing.scrape_interval))},
-        "rule_files": [] if rules_dir is None else [str(rules_dir / "wasp-recording.yml"),
-                                                    str(rules_dir / "wasp-alerts.yml")],
+        "rule_files": [] if rules_dir is None else [
+            str(p) for p in sorted(rules_dir.glob("wasp-*.yml"))],
         "scrape_configs": [{"job_name": "wasp", "static_configs": [{"targets": [exporter]}]}],
     }
     if alertmanager:

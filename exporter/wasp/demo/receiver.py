@@ -74,6 +74,17 @@ def parse_pagerduty(body: dict[str, Any], at: float) -> list[Notification]:
         target=str(details.get("target", "")), summary=str(payload.get("summary", "")))]
 
 
+def parse_webhook(body: dict[str, Any], name: str, at: float) -> list[Notification]:
+    """Alertmanager's webhook JSON (the Watchdog's dead-man's switch) -> one per alert."""
+    return [Notification(
+        at=at, receiver="webhook", channel=name, status=str(a.get("status", "")),
+        alertname=str((a.get("labels") or {}).get("alertname", "")),
+        severity=str((a.get("labels") or {}).get("severity", "")),
+        target=str((a.get("labels") or {}).get("target", "")),
+        summary=str((a.get("annotations") or {}).get("summary", "")))
+        for a in body.get("alerts") or []]
+
+
 def read_notifications(path: Path, *, since: float = 0.0) -> list[Notification]:
     """Every notification recorded in `path` at or after `since` (unix seconds)."""
     out = []
@@ -123,8 +134,11 @@ class Receiver:
                     got = parse_slack(body, self.path[len("/slack/"):], at)
                 elif self.path.rstrip("/") == "/pagerduty/v2/enqueue":
                     got = parse_pagerduty(body, at)
+                elif self.path.startswith("/webhook/"):
+                    got = parse_webhook(body, self.path[len("/webhook/"):], at)
                 else:
-                    self._reply(404, b'{"error": "POST /slack/CHANNEL or /pagerduty/v2/enqueue"}')
+                    self._reply(404, b'{"error": "POST /slack/CHANNEL, /pagerduty/v2/enqueue '
+                                     b'or /webhook/NAME"}')
                     return
                 receiver.append(got)
                 # PagerDuty answers 202 with a status; Slack answers 200 "ok"

@@ -164,7 +164,7 @@ class Demo:
             if not prom:
                 log.info("prometheus is not installed: skipping it (apt-get install prometheus)")
             return
-        from wasp.demo.alerting import MINIMAL, alertmanager_for_receiver, prometheus_config
+        from wasp.demo.alerting import MINIMAL, prometheus_config, write_alertmanager
         from wasp.demo.alerting import write_rules as write_demo_rules
         from wasp.demo.receiver import Receiver
 
@@ -178,9 +178,7 @@ class Demo:
             am_port = free_port()
             am_dir = self.home / "alertmanager"
             am_dir.mkdir(parents=True, exist_ok=True)
-            am_conf = am_dir / "alertmanager.yml"
-            am_conf.write_text(yaml.safe_dump(alertmanager_for_receiver(self.receiver.url,
-                                                                        MINIMAL)))
+            am_conf = write_alertmanager(am_dir, self.receiver.url, MINIMAL)
             self._spawn("alertmanager", [am, f"--config.file={am_conf}",
                                          f"--storage.path={am_dir / 'data'}",
                                          f"--web.listen-address=127.0.0.1:{am_port}",

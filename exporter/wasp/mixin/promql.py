@@ -21,7 +21,11 @@ __all__ = ["NODE_METRICS", "PROMETHEUS_METRICS", "SCRAPE_LABELS", "Selectors", "
 #: labels Prometheus attaches at scrape time (not in the catalog, on every series)
 SCRAPE_LABELS = ("job", "instance")
 #: metrics that Prometheus itself produces for a scrape job
-PROMETHEUS_METRICS: dict[str, tuple[str, ...]] = {"up": SCRAPE_LABELS}
+PROMETHEUS_METRICS: dict[str, tuple[str, ...]] = {
+    "up": SCRAPE_LABELS,
+    "alertmanager_notifications_failed_total": (*SCRAPE_LABELS, "integration"),
+    "prometheus_rule_evaluation_failures_total": (*SCRAPE_LABELS, "rule_group"),
+}
 _FILESYSTEM = (*SCRAPE_LABELS, "device", "fstype", "mountpoint")
 #: node_exporter's metrics the rules use (scraped as their own job: `Settings.node_selector`)
 NODE_METRICS: dict[str, tuple[str, ...]] = {
@@ -97,7 +101,9 @@ class Selectors:
         self.metrics.add(name)
         parts = [f"{k}={quote(v)}" for k, v in self.fixed]
         for label, value in self.scoped:
-            if label in labels and label not in matchers:
+            # a negative matcher narrows the variable's choice; a positive one replaces it
+            explicit = matchers.get(label)
+            if label in labels and (explicit is None or explicit[:2] in ("!=", "!~")):
                 parts.append(f"{label}=~{quote(value)}")
         for k, v in matchers.items():
             if k not in labels:

@@ -31,12 +31,13 @@ from typing import Any
 import yaml
 
 __all__ = ["FOR_DEFAULTS", "Settings", "SettingsError", "load_settings", "parse_burn_windows",
-           "spoken"]
+           "spoken", "spoken_seconds"]
 
 _MiB = 1024 * 1024
 _GiB = 1024 * _MiB
 DURATION_RE = re.compile(r"(?:\d+(?:ms|[smhdwy]))+")
-SEVERITIES = ("page", "warning", "info")
+#: "none": the Watchdog, which goes to its own receiver
+SEVERITIES = ("page", "warning", "info", "none")
 
 #: `for` of every alert; "Name.severity" for an alert defined at two severities
 FOR_DEFAULTS: dict[str, str] = {
@@ -93,7 +94,9 @@ FOR_DEFAULTS: dict[str, str] = {
     "WaspPatroniNoLeader": "1m",
     "WaspPatroniPaused": "1h",
     # replication
+    "WaspPrimaryDown": "5m",
     "WaspStandbyReplayDelayHigh": "5m",
+    "WaspReplicationLagHigh": "5m",
     "WaspStandbyHeartbeatStale": "5m",
     "WaspHeartbeatWriterStopped": "5m",
     "WaspStandbysMissing": "5m",
@@ -107,6 +110,7 @@ FOR_DEFAULTS: dict[str, str] = {
     "WaspBackupFailed": "5m",
     "WaspRestoreDrillFailed": "5m",
     "WaspRestoreDrillTooOld": "1h",
+    "WaspRestoreDrillTooSlow": "5m",
     "WaspBackupRepositoryUnreadable": "10m",
     "WaspWALArchiveBehind": "10m",
     "WaspWALArchiveFailing": "15m",
@@ -114,15 +118,20 @@ FOR_DEFAULTS: dict[str, str] = {
     "WaspBackupPageChecksumErrors": "5m",
     "WaspBackupStuck": "5m",
     "WaspBackupMetricsAbsent": "15m",
+    # the alert path
+    "Watchdog": "0s",
+    "WaspAlertmanagerNotificationsFailing": "10m",
+    "WaspPrometheusRuleEvaluationFailing": "10m",
     # pgbouncer
     "WaspPgBouncerPoolSaturated": "10m",
+    "WaspPgBouncerPoolExhausted": "5m",
     "WaspPgBouncerClientsWaiting": "5m",
     "WaspPgBouncerClientsNearMax": "10m",
     "WaspPgBouncerDatabasePaused": "15m",
     # log pack
-    "WaspFailedLoginsBurst": "0m",
-    "WaspPrivilegeChangeOutsideMaintenance": "0m",
-    "WaspSuperuserLoginFromNetwork": "0m",
+    "WaspFailedLoginsBurst": "0s",
+    "WaspPrivilegeChangeOutsideMaintenance": "0s",
+    "WaspSuperuserLoginFromNetwork": "0s",
     "WaspQueryLatencyP95High": "10m",
     "WaspLogPackNotReady": "30m",
     # SLOs: multi-window burn rates (the short window already guards against blips)
@@ -150,7 +159,19 @@ class Settings:
     node_selector: tuple[tuple[str, str], ...] = (("job", "node"),)
     #: labels that identify one replication cluster (add e.g. "cluster" when one job watches several)
     cluster_by: tuple[str, ...] = ("job",)
-    runbook_url: str = "docs/runbook.md"
+    #: where operators read docs/runbook.md: every alert links URL#alertname (set yours)
+    runbook_url: str = "https://wasp.example.com/docs/runbook.md"
+    #: Grafana's base URL: every alert links the dashboard of its group at URL/d/uid
+    grafana_url: str = "http://localhost:3000"
+    #: accept runbook_url and grafana_url without a scheme (links nobody can click from a pager)
+    allow_relative_urls: bool = False
+    #: matchers of Alertmanager's and Prometheus' own scrape jobs (the alert path's alerts)
+    alertmanager_selector: tuple[tuple[str, str], ...] = (("job", "alertmanager"),)
+    prometheus_selector: tuple[tuple[str, str], ...] = (("job", "prometheus"),)
+    alerting_failure_window: str = "10m"
+    #: the dead-man's switch the Watchdog pings every minute (an Opsgenie heartbeat by default;
+    #: its key is the file secrets/watchdog_key)
+    watchdog_url: str = "https://api.opsgenie.com/v2/heartbeats/wasp/ping"
     #: alert name (or "name.severity") -> `for`
     for_: Mapping[str, str] = field(default_factory=lambda: dict(FOR_DEFAULTS))
     # exporter
@@ -163,16 +184,21 @@ class Settings:
     series_dropped_window: str = "15m"
     # app (about 1,000 salons: 150k webhooks, 100k messages, 10k bookings a day)
     webhook_silent_seconds: float = 600
+    #: the silence alerts speak only when the same hour a comparison_offset ago had this many
+    webhook_expected_min_1h: float = 60
     whatsapp_event_type: str = "message_received"
     whatsapp_silent_seconds: float = 1800
+    whatsapp_expected_min_1h: float = 30
     webhook_failure_warning: float = 0.05
     webhook_failure_page: float = 0.25
     webhook_min_events_1h: float = 100
     outbound_failure_warning: float = 0.05
     outbound_failure_page: float = 0.30
     outbound_min_messages_1h: float = 50
-    #: what the business comparisons compare against
-    comparison_offset: str = "1d"
+    #: what the business comparisons compare against: the same hour a week ago
+    comparison_offset: str = "1w"
+    #: the silence alerts' expected volume: the same hour a day ago (a quiet night stays quiet)
+    silence_guard_offset: str = "1d"
     bookings_drop_ratio: float = 0.5
     bookings_min_before_1h: float = 30
     ai_cost_spike_ratio: float = 2.0
@@ -231,9 +257,12 @@ class Settings:
     restart_window: str = "15m"
     failover_window: str = "30m"
     # replication
-    replay_delay_seconds: float = 300
+    #: the promise: a standby is at most this far behind, seen from it and from its primary
+    replication_lag_seconds: float = 5
     heartbeat_stale_seconds: float = 120
     expected_standbys: int = 2
+    #: a target that was a primary this recently counts as the primary when it goes down
+    primary_memory_window: str = "1h"
     slot_inactive_retained_bytes: float = 1 * _GiB
     #: an active slot's safe_wal_size below this share of max_slot_wal_keep_size
     slot_safe_wal_ratio: float = 0.2
@@ -243,11 +272,16 @@ class Settings:
     good_full_max_seconds: float = 8 * 86400
     drill_max_seconds: float = 8 * 86400
     wal_unarchived_bytes: float = 64 * _MiB
-    wal_archive_stuck_seconds: float = 900
+    #: the promise: at most this much committed work only in pg_wal (archive_timeout is 60 s)
+    rpo_seconds: float = 300
+    #: the promise: a restore (the drill measures it) takes at most this long
+    rto_seconds: float = 3600
     wal_archive_failing_window: str = "15m"
     backup_stuck_seconds: float = 6 * 3600
     # pgbouncer
-    pool_usage_ratio: float = 0.9
+    pool_usage_ratio: float = 0.8
+    #: with the pool above pool_usage_ratio, more waiting clients than this page
+    pool_waiting_clients_page: float = 0
     client_wait_seconds: float = 5
     #: client connections over max_client_conn
     pgbouncer_clients_ratio: float = 0.8
@@ -282,6 +316,15 @@ class Settings:
     doctor_score_min: float = 7
     doctor_score_drop: float = 1
     doctor_score_window: str = "1d"
+
+    def relative_urls(self) -> list[str]:
+        """The link settings that are not absolute URLs (allowed only with allow_relative_urls)."""
+        if self.allow_relative_urls:
+            return []
+        return [f"{k}: {v!r} is not an absolute URL (http:// or https://); set "
+                "allow_relative_urls to use it anyway"
+                for k, v in (("runbook_url", self.runbook_url), ("grafana_url", self.grafana_url))
+                if not re.match(r"https?://[^/\s]+", v)]
 
     def for_of(self, alert: str, severity: str) -> str:
         """The `for` of an alert at a severity (KeyError when the settings lack it)."""
@@ -327,7 +370,7 @@ def _convert(name: str, value: Any, node: yaml.Node, file: str, key: str) -> Any
         return SettingsError(file, at.start_mark.line + 1, k, message)
 
     kind = str(_FIELDS[name].type)
-    if name in ("selector", "node_selector"):
+    if name.endswith("selector"):
         if not isinstance(value, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise err("expected a mapping of label: value (strings)")
@@ -346,6 +389,10 @@ def _convert(name: str, value: Any, node: yaml.Node, file: str, key: str) -> Any
     if name.startswith("slo_") and kind == "float" and not (
             isinstance(value, float) and 0 < value < 1):
         raise err(f"expected an objective between 0 and 1 (0.999 for 99.9%), got {value!r}")
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise err(f"expected true or false, got {value!r}")
+        return value
     if kind in _NUMBER_TYPES:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if kind == "int":
@@ -360,7 +407,7 @@ def _convert(name: str, value: Any, node: yaml.Node, file: str, key: str) -> Any
         if not isinstance(value, str) or parse_burn_windows(value) is None:
             raise err("expected pairs like 1h/5m:14.4,6h/30m:6 (long/short window:burn rate)")
         return value
-    if name.endswith("_window") or name == "comparison_offset":
+    if name.endswith(("_window", "_offset")):
         return _duration(value, err)
     if not isinstance(value, str) or not value:
         raise err(f"expected a non-empty string, got {value!r}")
@@ -468,3 +515,11 @@ def spoken(duration: str) -> str:
     if n == 1:
         return f"an {unit}" if unit == "hour" else f"a {unit}"
     return f"{n} {unit}s"
+
+
+def spoken_seconds(seconds: float) -> str:
+    """Seconds as a sentence says them: 3600 -> "an hour", 300 -> "5 minutes"."""
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return spoken(f"{int(seconds // size)}{unit}")
+    return f"{seconds:g} seconds"

@@ -15,6 +15,7 @@ from wasp.mixin.dashboards.panels import (
     agg,
     alert_steps,
     red_at,
+    sel,
     stat,
     table,
     top_table,
@@ -89,11 +90,8 @@ def whatsapp_messages(s: Settings) -> Panel:
 
 def outbound_failure_ratio(s: Settings) -> Panel:
     """Share of outbound messages of the last hour that failed."""
-    failed = agg("sum", "wasp_app_whatsapp_outbound_failed", ("target",), window="1h")
-    sent = agg("sum", "wasp_app_whatsapp_messages", ("target",), window="1h",
-               direction="OUTBOUND")
     return stat("Outbound failure ratio (1h)",
-                Target(f"{failed} / clamp_min({sent}, 1)", "{{target}}"),
+                Target(sel("target:wasp_app_whatsapp_outbound_failed:ratio_1h"), "{{target}}"),
                 unit="percentunit", decimals=2, thresholds=alert_steps((s.outbound_failure_warning, "warning"),
                                                     (s.outbound_failure_page, "page")),
                 options={"colorMode": "background"})
@@ -154,17 +152,15 @@ def ai_latency(s: Settings) -> Panel:
 
 def ai_mean_latency(s: Settings) -> Panel:
     """Mean AI response time of the last hour, by model."""
-    total = agg("sum", "wasp_app_ai_response_time_sum_seconds", ("model",), window="1h")
-    n = agg("sum", "wasp_app_ai_timed_responses", ("model",), window="1h")
-    return ts("AI mean response time (last 1h)", Target(f"{total} / {n}", "{{model}}"),
-              unit="s", w=12)
+    return ts("AI mean response time (last 1h)",
+              Target(sel("target_model:wasp_app_ai_response_time_seconds:mean_1h"),
+                     "{{target}} {{model}}"), unit="s", w=12)
 
 
 def webhook_newest_age(s: Settings) -> Panel:
     """Time since the newest webhook of any type: the silent-integration alarm."""
     return stat("Newest webhook age",
-                Target(age("wasp_app_webhook_newest_timestamp_seconds", ("target",)),
-                       "{{target}}"),
+                Target(sel("target:wasp_app_webhook_newest:age_seconds"), "{{target}}"),
                 unit="s", w=6, h=6, thresholds=alert_steps((s.webhook_silent_seconds, "page")),
                 description="Time since the newest webhook log of any type; red where "
                 "WaspWebhooksSilent pages: a silent WhatsApp integration shows here, not in any count.",
@@ -179,10 +175,12 @@ def webhooks_by_type(s: Settings) -> Panel:
 
 
 def webhook_failures(s: Settings) -> Panel:
-    """Failed webhook handlers of the last hour."""
-    return stat("Webhook failures (1h)",
-                Target(agg("sum", "wasp_app_webhook_failures", window="1h")),
-                w=6, h=6, thresholds=red_at((1, ORANGE), (20, RED)))
+    """Share of the last hour's webhooks whose handler failed."""
+    return stat("Webhook failure ratio (1h)",
+                Target(sel("target:wasp_app_webhook_failures:ratio_1h"), "{{target}}"),
+                unit="percentunit", decimals=2, w=6, h=6,
+                thresholds=alert_steps((s.webhook_failure_warning, "warning"),
+                                       (s.webhook_failure_page, "page")))
 
 
 def webhook_last_seen(s: Settings) -> Panel:
@@ -262,5 +260,7 @@ BUSINESS = Dashboard(
      lambda s: Row("AI assistant"), ai_tokens, ai_cost, ai_messages, ai_latency, ai_mean_latency,
      lambda s: Row("Salons"), salons_active, salons_near_limit, salons_by_trial,
      top_salons_bookings, top_salons_messages, top_salons_ai_cost),
+    variables=(("job", "Job", "wasp_target_up"), ("target", "Target", "wasp_target_up"),
+               ("salon_id", "Salon", "wasp_app_salon_bookings_created")),
     tags=("business",),
 )

@@ -74,7 +74,7 @@ def exp_skipped(s: Settings) -> Panel:
     return ts("Skipped runs",
               Target(rate("wasp_query_skipped_total", ("target", "query"), fn="increase")
                      + " > 0", "{{target}} {{query}}"), w=8,
-              description="Turns skipped in the selected range: the query takes longer than "
+              description="Turns skipped in each rate interval: the query takes longer than "
               "its interval.")
 
 
@@ -83,7 +83,7 @@ def exp_series(s: Settings) -> Panel:
     return ts("Series exported",
               Target(agg("sum", "wasp_query_series", ("target",)), "{{target}}"),
               Target(rate("wasp_query_series_dropped_total", ("target",), fn="increase"),
-                     "{{target}} dropped in range"), w=8)
+                     "{{target}} dropped"), w=8)
 
 
 def exp_last_success(s: Settings) -> Panel:

@@ -8,12 +8,15 @@ what an alert watches come from the same settings field as the alert.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from wasp.catalog import catalog
-from wasp.mixin.promql import Selectors
+from wasp.mixin.promql import SCRAPE_LABELS, Selectors
+from wasp.mixin.rules import recording
+from wasp.mixin.rules.model import Builder
 from wasp.mixin.settings import Settings
 
 __all__ = [
@@ -27,7 +30,8 @@ SCHEMA_VERSION = 39
 DS = {"type": "prometheus", "uid": "${datasource}"}
 TOP_N = 10
 #: labels filtered by a dashboard variable wherever the metric has them
-SCOPED_LABELS = (("target", "$target"), ("stanza", "$stanza"))
+SCOPED_LABELS = (("job", "$job"), ("target", "$target"), ("stanza", "$stanza"),
+                 ("salon_id", "$salon_id"))
 
 GREEN, YELLOW, ORANGE, RED, BLUE = "green", "yellow", "orange", "red", "blue"
 #: the colour of a panel step at an alert's threshold, by the alert's severity
@@ -43,11 +47,21 @@ def sel(name: str, **matchers: str) -> str:
     Matchers as in `wasp.mixin.promql`: a value starting with `=~`, `!=` or
     `!~` uses that operator. Unknown metric or label: KeyError/ValueError.
     """
-    return Selectors(scoped=SCOPED_LABELS, separator=", ")(name, **matchers)
+    return Selectors(scoped=SCOPED_LABELS, recorded=recorded(), separator=", ")(name, **matchers)
+
+
+@functools.cache
+def recorded() -> dict[str, tuple[str, ...]]:
+    """The recording rules (name -> labels besides job and instance): panels use them."""
+    b = Builder(Settings())
+    recording.build(b)
+    return dict(b.recorded)
 
 
 def labels_of(name: str) -> tuple[str, ...]:
-    """The catalog labels of `name`."""
+    """The labels of `name` besides the scrape labels (catalog metric or recording rule)."""
+    if name in recorded():
+        return recorded()[name]
     return catalog().get(name).labels
 
 
@@ -68,7 +82,9 @@ def rate(name: str, by: Sequence[str] = (), *, op: str = "sum", fn: str = "rate"
     entry = catalog().get(name)
     if entry.spec.type != "counter":
         raise ValueError(f"{fn}() of {name}, which is a {entry.spec.type}")
-    rng = "$__rate_interval" if fn in ("rate", "irate") else "$__range"
+    # increase() too over the rate interval: over $__range every point of a time series
+    # would repeat the whole range's total
+    rng = "$__rate_interval"
     inner = f"{fn}({sel(name, **matchers)}[{rng}])"
     if not op:
         if by:
@@ -260,7 +276,7 @@ def _datasource_var() -> dict[str, Any]:
 
 
 def _query_var(name: str, label: str, metric: str) -> dict[str, Any]:
-    if name not in labels_of(metric):
+    if name not in (*SCRAPE_LABELS, *labels_of(metric)):
         raise ValueError(f"metric {metric} has no label {name!r}")
     q = f"label_values({metric}, {name})"
     return {"allValue": ".*",
@@ -278,7 +294,8 @@ class Dashboard:
     title: str
     description: str
     panels: tuple[Callable[[Settings], Panel | Row], ...]
-    variables: tuple[tuple[str, str, str], ...] = (("target", "Target", "wasp_target_up"),)
+    variables: tuple[tuple[str, str, str], ...] = (("job", "Job", "wasp_target_up"),
+                                                   ("target", "Target", "wasp_target_up"))
     tags: tuple[str, ...] = ()
     refresh: str = "1m"
     time_from: str = "now-6h"

@@ -31,8 +31,8 @@ def bouncer_usage(s: Settings) -> Panel:
 def bouncer_waiting(s: Settings) -> Panel:
     """Clients waiting for a server."""
     return ts("Clients waiting",
-              Target(agg("sum", "wasp_pgbouncer_pool_clients", ("target", "database"),
-                         state="waiting"), "{{target}} {{database}}"), w=6)
+              Target(sel("target_database:wasp_pgbouncer_clients_waiting:sum"),
+                     "{{target}} {{database}}"), w=6)
 
 
 def bouncer_max_wait(s: Settings) -> Panel:
@@ -40,7 +40,8 @@ def bouncer_max_wait(s: Settings) -> Panel:
     return ts("Longest client wait",
               Target(agg("max", "wasp_pgbouncer_pool_client_max_wait_seconds",
                          ("target", "database")), "{{target}} {{database}}"),
-              unit="s", w=6)
+              unit="s", w=6, thresholds=alert_steps((s.client_wait_seconds, "warning")),
+              custom={"thresholdsStyle": {"mode": "line"}})
 
 
 def bouncer_servers(s: Settings) -> Panel:

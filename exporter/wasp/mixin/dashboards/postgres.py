@@ -68,11 +68,8 @@ def pg_pending_restart(s: Settings) -> Panel:
 
 def pg_connection_usage(s: Settings) -> Panel:
     """Client connections over max_connections."""
-    used = agg("sum", "wasp_pg_connections", ("target",))
-    usable = (f"({sel('wasp_pg_max_connections')} - "
-              f"{sel('wasp_pg_superuser_reserved_connections')})")
     return gauge("Connections used",
-                 Target(f"{used} / on (target) {usable}", "{{target}}"),
+                 Target(sel("target:wasp_pg_connections:usage_ratio"), "{{target}}"),
                  w=4, h=4, thresholds=alert_steps((s.connections_warning, "warning"),
                                                   (s.connections_page, "page")),
                  description="Client connections over max_connections minus the superuser "
@@ -99,7 +96,10 @@ def pg_oldest_xact(s: Settings) -> Panel:
               Target(sel("wasp_pg_oldest_transaction_age_seconds"), "{{target}} oldest xact"),
               Target(sel("wasp_pg_oldest_idle_in_transaction_age_seconds"),
                      "{{target}} idle in xact"),
-              unit="s", w=12)
+              unit="s", w=12,
+              thresholds=alert_steps((s.idle_in_transaction_seconds, "warning"),
+                                     (s.long_transaction_seconds, "warning")),
+              custom={"thresholdsStyle": {"mode": "line"}})
 
 
 def pg_locks(s: Settings) -> Panel:
@@ -113,7 +113,8 @@ def pg_locks(s: Settings) -> Panel:
 def pg_lock_wait(s: Settings) -> Panel:
     """Longest current lock wait."""
     return ts("Longest lock wait", Target(sel("wasp_pg_lock_wait_longest_seconds"), "{{target}}"),
-              unit="s")
+              unit="s", thresholds=alert_steps((s.lock_wait_seconds, "warning")),
+              custom={"thresholdsStyle": {"mode": "line"}})
 
 
 def pg_commits(s: Settings) -> Panel:
@@ -126,10 +127,14 @@ def pg_commits(s: Settings) -> Panel:
 
 def pg_cache_hit(s: Settings) -> Panel:
     """Buffer cache hit ratio."""
-    hit = rate("wasp_pg_database_blocks_hit_total", ("target",))
-    read = rate("wasp_pg_database_blocks_read_total", ("target",))
-    return ts("Cache hit ratio", Target(f"{hit} / clamp_min({hit} + {read}, 1)", "{{target}}"),
-              unit="percentunit", max=1)
+    return ts("Cache hit ratio",
+              Target(sel("target_database:wasp_pg_cache_hit:ratio_rate5m"),
+                     "{{target}} {{database}}"),
+              unit="percentunit", max=1,
+              thresholds=[(None, YELLOW), (s.cache_hit_ratio_min, GREEN)],
+              custom={"thresholdsStyle": {"mode": "line"}},
+              description="The recording rule WaspPostgresCacheHitRatioLow reads (info below "
+              "the line, with enough reads).")
 
 
 def pg_temp_bytes(s: Settings) -> Panel:
@@ -144,7 +149,7 @@ def pg_deadlocks(s: Settings) -> Panel:
     return ts("Deadlocks",
               Target(rate("wasp_pg_database_deadlocks_total", ("target", "database"),
                           fn="increase"), "{{target}} {{database}}"),
-              description="Deadlocks in the selected time range.",
+              description="Deadlocks in each rate interval.",
               custom={"drawStyle": "bars"})
 
 
@@ -199,7 +204,7 @@ def pg_archiver(s: Settings) -> Panel:
     return ts("Archiver: pending files / failures",
               Target(sel("wasp_pg_archiver_pending_files"), "{{target}} pending"),
               Target(rate("wasp_pg_archiver_failed_total", ("target",), fn="increase"),
-                     "{{target}} failed in range"), w=6)
+                     "{{target}} failed"), w=6)
 
 
 def pg_archiver_age(s: Settings) -> Panel:

@@ -17,7 +17,6 @@ from wasp.mixin.dashboards.panels import (
     bad_below_one,
     ok_mapping,
     rate,
-    red_at,
     sel,
     stat,
     table,
@@ -70,7 +69,10 @@ def repl_replay_delay(s: Settings) -> Panel:
               Target(sel("wasp_pg_standby_replay_delay_seconds"), "{{target}} (standby)"),
               Target(sel("wasp_pg_replication_standby_replay_lag_seconds"),
                      "{{application_name}} (seen by {{target}})"),
-              unit="s", w=12)
+              unit="s", w=12, thresholds=alert_steps((s.replication_lag_seconds, "warning")),
+              custom={"thresholdsStyle": {"mode": "line"}},
+              description="Both views of the lag promise: WaspStandbyReplayDelayHigh and "
+              "WaspReplicationLagHigh fire above the line.")
 
 
 def repl_lag_bytes(s: Settings) -> Panel:
@@ -156,7 +158,7 @@ def backup_rto(s: Settings) -> Panel:
     """Restore plus recovery time of the last drill (the measured RTO)."""
     return stat("Restore time (RTO, last drill)",
                 Target(sel("wasp_backup_drill_restore_duration_seconds"), "{{stanza}}"),
-                unit="s", w=6, thresholds=red_at((3600, ORANGE), (4 * 3600, RED)),
+                unit="s", w=6, thresholds=alert_steps((s.rto_seconds, "warning")),
                 options={"graphMode": "none"})
 
 
@@ -196,7 +198,7 @@ def wal_archive_failures(s: Settings) -> Panel:
     """WAL archive failures and segments waiting."""
     return ts("WAL archive failures / ready segments",
               Target(rate("wasp_wal_archive_failures_total", ("target", "stanza"),
-                          fn="increase"), "{{target}} failures in range"),
+                          fn="increase"), "{{target}} failures"),
               Target(sel("wasp_wal_archive_ready_segments"), "{{target}} ready segments"),
               w=8)
 
@@ -210,7 +212,7 @@ REPLICATION = Dashboard(
      lambda s: Row("Backups"), backup_good_age, backup_completed_age, backup_last_attempt,
      backup_drill, backup_rto, backup_repository_up, backup_in_progress,
      lambda s: Row("WAL archive"), wal_unarchived, wal_archive_age, wal_archive_failures),
-    variables=(("target", "Target", "wasp_target_up"),
+    variables=(("job", "Job", "wasp_target_up"), ("target", "Target", "wasp_target_up"),
                ("stanza", "Stanza", "wasp_backup_repository_up")),
     tags=("replication", "backup"),
 )

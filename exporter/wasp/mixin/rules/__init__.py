@@ -1,4 +1,4 @@
-"""Generate Prometheus alert and recording rules, their promtool unit tests and the Alertmanager config.
+"""Generate Prometheus alert and recording rules and their promtool unit tests.
 
 Every expression names its metrics through the catalog (`wasp.mixin.promql`),
 so a renamed metric or a label that a metric does not have breaks the
@@ -7,7 +7,7 @@ from one `Settings` object (`wasp.mixin.settings`), which the panels read too.
 One module per rule group; the test inputs that prove each alert are data next
 to the alert, emitted as promtool tests.
 
-    wasp rules --out rules/                    # write rules/*.yml, rules/tests/*.yml, rules/alertmanager.yml
+    wasp rules --out rules/                    # write rules/*.yml and rules/tests/*.yml
     wasp rules --out rules/ --check            # exit 1 when the committed files differ
     wasp rules --out DIR --settings site.yml   # with your selectors, thresholds and durations
 """
@@ -15,11 +15,14 @@ to the alert, emitted as promtool tests.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 from wasp.mixin import output
 from wasp.mixin.rules import (
+    alerting,
     app,
     backup,
     doctor,
@@ -33,35 +36,65 @@ from wasp.mixin.rules import (
     slo,
     storage,
 )
+from wasp.mixin.rules.boundary import Probe
 from wasp.mixin.rules.files import anchor, render
 from wasp.mixin.rules.model import Alert, Builder, Case, Fired, Group, Recording, Series
 from wasp.mixin.rules.templates import render_template
 from wasp.mixin.settings import Settings
 
 __all__ = [
-    "GROUPS", "Alert", "Case", "Fired", "Group", "Recording", "Series", "add_arguments",
-    "anchor", "build", "main", "render_files", "render_template",
+    "GROUPS",
+    "Alert",
+    "Case",
+    "Fired",
+    "Group",
+    "Recording",
+    "Series",
+    "add_arguments",
+    "anchor",
+    "build",
+    "main",
+    "render_files",
+    "render_template",
+    "uncovered",
 ]
 
-#: the rule groups in output order: recording rules first, so alerts can use them
-GROUPS: tuple[Callable[[Builder], None], ...] = (
-    recording.build, slo.build, exporter.build, app.build, postgres.build, storage.build,
-    replication.build, failover.build, backup.build, pgbouncer.build, log.build, doctor.build,
+
+class GroupModule(Protocol):
+    """A module of one rule group: its rules, and the probes of its alerts."""
+
+    def build(self, b: Builder, /) -> None: ...
+
+    def probes(self, cfg: Settings, /) -> Mapping[str, Probe]: ...
+
+
+def uncovered(groups: list[Group]) -> list[str]:
+    """The alert names without a probe: no generated boundary cases, no mutation check."""
+    return sorted({a.name for g in groups for a in g.alerts} - {
+        a.name for g in groups for a in g.alerts if a.probe})
+
+
+#: the alert groups in output order (the recording rules come first, so alerts can use them)
+GROUPS: tuple[GroupModule, ...] = (
+    slo, alerting, exporter, app, postgres, storage, replication, failover, backup, pgbouncer,
+    log, doctor,
 )
 
 
 def build(cfg: Settings | None = None) -> list[Group]:
-    """Every rule group, in a stable order."""
+    """Every rule group, in a stable order; every alert with its probe."""
     b = Builder(cfg or Settings())
-    for make in GROUPS:
-        make(b)
+    recording.build(b)
+    for module in GROUPS:
+        module.build(b)
+        b.attach(b.groups[-1], module.probes(b.cfg))
     return b.groups
 
 
-def render_files(cfg: Settings | None = None) -> dict[str, str]:
-    """Every generated file under rules/, path -> text."""
+def render_files(cfg: Settings | None = None, *, tests: bool = True) -> dict[str, str]:
+    """Every generated file under rules/, path -> text (the rule files only without `tests`)."""
     cfg = cfg or Settings()
-    return render(cfg, build(cfg))
+    return render(cfg, build(cfg), tests=tests)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,6 +105,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(overrides the settings' runbook_url)")
     p.add_argument("--job", default=None,
                    help="the scrape job of the exporters (overrides the settings' selector)")
+    p.add_argument("--allow-relative-urls", action="store_true",
+                   help="accept a runbook or Grafana URL without a scheme")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -83,5 +118,11 @@ def main(args: argparse.Namespace) -> int:
         cfg = cfg.replace(selector=(("job", args.job),))
     if args.runbook_url:
         cfg = cfg.replace(runbook_url=args.runbook_url)
+    if args.allow_relative_urls:
+        cfg = cfg.replace(allow_relative_urls=True)
+    if problems := cfg.relative_urls():
+        for p in problems:
+            print(f"error: {p}", file=sys.stderr)
+        return output.EXIT_USAGE
     return output.write_or_check(Path(args.out), render_files(cfg), check=args.check,
                                  command="wasp rules")

@@ -6,9 +6,20 @@ from __future__ import annotations
 import math
 
 from wasp.mixin.promql import num
-from wasp.mixin.rules.boundary import four
-from wasp.mixin.rules.model import Builder, Case, Fired, Group, S, T, series, st, t
-from wasp.mixin.settings import spoken
+from wasp.mixin.rules.boundary import (
+    Bound,
+    Fires,
+    Point,
+    Probe,
+    counter,
+    gauge,
+    minutes,
+    timestamp,
+    when,
+)
+from wasp.mixin.rules.fourcases import four
+from wasp.mixin.rules.model import Builder, Case, Fired, Group, S, Series, T, series, st, t
+from wasp.mixin.settings import Settings, spoken, spoken_seconds
 
 
 def build(b: Builder) -> None:
@@ -96,6 +107,18 @@ time() - {q("wasp_backup_drill_last_success_timestamp_seconds")} > {num(cfg.dril
              series("wasp_backup_drill_last_success_timestamp_seconds", "-86400x90", **S),), "80m")])
 
     q = b.q()
+    b.alert(g, "WaspRestoreDrillTooSlow", "warning", q, f"""
+{q("wasp_backup_drill_restore_duration_seconds")} > {num(cfg.rto_seconds)}
+""",
+        "Restoring {{ $labels.stanza }} took {{ $value | humanizeDuration }} in the last drill",
+        "The last restore drill of stanza {{ $labels.stanza }} needed {{ $value | humanizeDuration }} "
+        f"to restore and recover, more than the {spoken_seconds(cfg.rto_seconds)} promised (the "
+        "RTO): a real restore would take as long. Look at the repository's throughput, "
+        "process-max and the size of the WAL to replay since the full backup.",
+        [Case("restore in 20 minutes", (
+            series("wasp_backup_drill_restore_duration_seconds", "1200x20", **S),), "15m")])
+
+    q = b.q()
     b.alert(g, "WaspBackupRepositoryUnreadable", "page", q, f"""
 {q("wasp_backup_repository_up")} == 0
 """,
@@ -113,7 +136,7 @@ time() - {q("wasp_backup_drill_last_success_timestamp_seconds")} > {num(cfg.dril
     b.alert(g, "WaspWALArchiveBehind", "page", q, f"""
 {un} > {num(cfg.wal_unarchived_bytes)}
 or
-({un} > 0 and {q("wasp_wal_archive_last_archived_age_seconds")} > {num(cfg.wal_archive_stuck_seconds)})
+({un} > 0 and {q("wasp_wal_archive_last_archived_age_seconds")} > {num(cfg.rpo_seconds)})
 """,
         "{{ $value | humanize1024 }}B of WAL not archived on {{ $labels.target }}",
         "{{ $value | humanize1024 }}B of WAL written on {{ $labels.target }} (stanza "
@@ -215,3 +238,75 @@ absent({q("wasp_backup_repository_up")})
             series("wasp_target_up", f"1x{n}", **T),
             *(() if firing else (series("wasp_backup_repository_up", f"1x{n}", **st(repo="1")),)),
         ), dict(cfg.selector), 1))
+
+
+def probes(cfg: Settings) -> dict[str, Probe]:
+    """How the boundary cases drive each alert of the group."""
+    repo, main = st(repo="1"), t(stanza="main")
+    failing_window = minutes(cfg.wal_archive_failing_window)
+
+    def too_old(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        return (gauge("wasp_backup_last_completed_age_seconds", p["full"], n,
+                      **st(repo="1", type="full")),
+                gauge("wasp_backup_last_completed_age_seconds", p["incr"], n,
+                      **st(repo="1", type="incr")))
+
+    def too_old_fires(p: Point, at: int) -> Fires:
+        return [*when(p["full"] > cfg.full_completed_max_seconds, "warning",
+                      st(repo="1", type="full"), p["full"]),
+                *when(p["incr"] > cfg.incr_completed_max_seconds, "warning",
+                      st(repo="1", type="incr"), p["incr"])]
+
+    def archive(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        return (gauge("wasp_wal_archive_unarchived_bytes", p["bytes"], n, **main),
+                gauge("wasp_wal_archive_last_archived_age_seconds", p["age"], n, **main))
+
+    def archive_fires(p: Point, at: int) -> Fires:
+        behind = p["bytes"] > cfg.wal_unarchived_bytes or (p["bytes"] > 0
+                                                           and p["age"] > cfg.rpo_seconds)
+        return when(behind, "page", main, p["bytes"])
+
+    def flag(metric: str, labels: dict[str, str], severity: str = "warning") -> Probe:
+        return Probe({"ok": 0}, (Bound("ok", "==", quiet=1),),
+                     lambda p, n, every: (gauge(metric, p["ok"], n, **labels),),
+                     lambda p, at: when(p["ok"] == 0, severity, labels, 0))
+
+    return {
+        "WaspBackupTooOld": Probe(
+            {"full": 200000, "incr": 600},
+            (Bound("full", ">", "full_completed_max_seconds"),
+             Bound("incr", ">", "incr_completed_max_seconds", at={"full": 40000})),
+            too_old, too_old_fires),
+        "WaspBackupNotProven": Probe(
+            {"age": 2 * cfg.good_full_max_seconds}, (Bound("age", ">", "good_full_max_seconds"),),
+            lambda p, n, every: (gauge("wasp_backup_last_good_age_seconds", p["age"], n,
+                                       **st(repo="1", type="full")),
+                                 gauge("wasp_backup_repository_up", 1, n, **repo)),
+            lambda p, at: when(p["age"] > cfg.good_full_max_seconds, "warning",
+                               st(repo="1", type="full"), p["age"])),
+        "WaspBackupFailed": flag("wasp_backup_last_attempt_success", st(type="incr")),
+        "WaspRestoreDrillFailed": flag("wasp_backup_drill_last_success", S),
+        "WaspRestoreDrillTooOld": Probe(
+            {"age": 2 * cfg.drill_max_seconds}, (Bound("age", ">", "drill_max_seconds"),),
+            lambda p, n, every: (timestamp("wasp_backup_drill_last_success_timestamp_seconds",
+                                           p["age"], n, every, **S),),
+            lambda p, at: when(p["age"] > cfg.drill_max_seconds, "warning", S, p["age"])),
+        "WaspRestoreDrillTooSlow": Probe(
+            {"seconds": 2 * cfg.rto_seconds}, (Bound("seconds", ">", "rto_seconds"),),
+            lambda p, n, every: (gauge("wasp_backup_drill_restore_duration_seconds", p["seconds"],
+                                       n, **S),),
+            lambda p, at: when(p["seconds"] > cfg.rto_seconds, "warning", S, p["seconds"])),
+        "WaspBackupRepositoryUnreadable": flag("wasp_backup_repository_up", repo, "page"),
+        "WaspWALArchiveBehind": Probe(
+            {"bytes": 2 * cfg.wal_unarchived_bytes, "age": 0},
+            (Bound("bytes", ">", "wal_unarchived_bytes"),
+             Bound("age", ">", "rpo_seconds", at={"bytes": 8192})),
+            archive, archive_fires),
+        "WaspWALArchiveFailing": Probe(
+            {"per_minute": 1}, (Bound("per_minute", ">", quiet=0),),
+            lambda p, n, every: (counter("wasp_wal_archive_failures_total", p["per_minute"], n,
+                                         **main),),
+            lambda p, at: when(p["per_minute"] > 0, "warning", main,
+                               p["per_minute"] * min(at, failing_window)),
+            onset=1),
+    }

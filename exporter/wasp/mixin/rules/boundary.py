@@ -1,70 +1,184 @@
-"""Four promtool cases per alert level, placed by the settings: quiet just below the threshold,
-firing past it, quiet one evaluation before `for` elapses, firing once it has.
+"""Boundary cases generated from the settings: every threshold and every `for`, pinned.
 
-`make(firing, samples)` returns the input series at the quiet or the firing
-level, `samples` one-minute samples long; `lead` is how many minutes the
-firing series need before the expression turns true (a range function needs
-two samples, a counter a step). The evaluation times come from the alert's
-`for` in the settings, so a changed `for` moves the cases with it.
+Each alert carries a `Probe`: a function from a few quantities (an age, a
+ratio, a count) to input series that drive its expression to exactly those
+values, an independent Python model of which severities fire (with labels and
+value), and the `Bound`s the expression compares against (a settings field, or
+a literal that no setting moves). From it, for the current settings:
+
+- per bound: the quantity just on the quiet side of the threshold (quiet) and
+  just past it (fires), every other quantity where the alert fires;
+- per severity: evaluated one evaluation interval before `for` elapses
+  (pending, so quiet) and when it elapses (fires);
+
+each with the exact labels and rendered annotations. A rule whose threshold is
+halved or doubled, or whose `for` is 0 or doubled, fails one of them (the
+mutation check in tests/test_rules_mutation.py proves it for every alert).
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-from wasp.mixin.rules.model import Case, Fired, Series
+from wasp.mixin.promql import num
+from wasp.mixin.rules.model import Case, Fired, Series, series
 from wasp.mixin.settings import Settings
 
-__all__ = ["four", "minutes"]
+__all__ = ["Bound", "Fires", "Point", "Probe", "boundary_cases", "counter", "gauge", "jump", "minutes", "switch",
+           "timestamp", "when"]
 
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800,
-                 "y": 31536000}
+#: quantity name -> value
+Point = Mapping[str, float]
+#: what the model says fires: (severity, labels, value)
+Fires = list[tuple[str, Mapping[str, str], float]]
 
 
 def minutes(duration: str) -> int:
-    """A Prometheus duration in minutes, rounded up ("1h30m" -> 90, "30s" -> 1, "0s" -> 0)."""
-    parts = re.findall(r"(\d+)(ms|[smhdwy])", duration)
-    if not parts or "".join(n + u for n, u in parts) != duration:
-        raise ValueError(f"{duration!r} is not a duration")
-    return math.ceil(sum(int(n) * _UNIT_SECONDS[u] for n, u in parts) / 60)
+    """Whole minutes of a Prometheus duration (5m, 1h, 1h30m, 1w, 0s)."""
+    units = {"s": 1 / 60, "m": 1, "h": 60, "d": 1440, "w": 10080}
+    total = sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smhdw])", duration))
+    if total != int(total):
+        raise ValueError(f"{duration} is not a whole number of minutes")
+    return int(total)
 
 
-def four(cfg: Settings, name: str, severity: str,
-         make: Callable[[bool, int], tuple[Series, ...]], labels: Mapping[str, str],
-         value: float | Callable[[int], float], *, lead: int = 0, what: str = "",
-         guard: tuple[str, Callable[[bool, int], tuple[Series, ...]],
-                      float | Callable[[int], float]] | None = None,
-         ) -> list[Case]:
-    """The four boundary cases of one alert level (`value` may depend on the minute evaluated).
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """A comparison of the expression: `quantity op threshold` (a settings field or a literal)."""
 
-    `guard` is (what, make, value) for a second threshold (a minimum volume): two more
-    cases, quiet just under it and firing at it with `value`.
-    """
-    hold = minutes(cfg.for_of(name, severity))
-    samples, late = lead + hold + 10, lead + hold + 5
-    about = f" ({what})" if what else ""
+    quantity: str
+    op: str
+    field: str | None = None
+    literal: float = 0
+    #: the quantities around this bound (default: the probe's firing point)
+    at: Point = dataclasses.field(default_factory=dict)
+    #: distance from the threshold of the two cases (default 1% of it); 1 for counts
+    step: float | None = None
+    #: the quiet value of a literal bound
+    quiet: float | None = None
 
-    def fired(at: int) -> tuple[Fired, ...]:
-        v = value(at) if callable(value) else value
-        return (Fired(labels, v, severity),)
+    def threshold(self, cfg: Settings) -> float:
+        """The value the expression compares against under these settings."""
+        return float(getattr(cfg, self.field)) if self.field else self.literal
 
-    cases = [
-        Case(f"{severity}: just below the threshold{about}", make(False, samples), f"{late}m"),
-        Case(f"{severity}: past the threshold{about}", make(True, samples), f"{late}m",
-             fired(late)),
-    ]
-    if hold:  # with no `for` (or one under a minute) there is no evaluation before it elapses
-        cases.append(Case(f"{severity}: one evaluation before `for` elapses", make(True, samples),
-                          f"{lead + hold - 1}m"))
-    cases.append(Case(f"{severity}: when `for` has elapsed", make(True, samples),
-                      f"{lead + hold}m", fired(lead + hold)))
-    if guard:
-        what_guard, make_guard, guard_value = guard
-        cases += [Case(f"{severity}: just under {what_guard}", make_guard(False, samples),
-                       f"{late}m"),
-                  Case(f"{severity}: at {what_guard}", make_guard(True, samples), f"{late}m",
-                       (Fired(labels, guard_value(late) if callable(guard_value) else guard_value,
-                              severity),))]
+    def sides(self, cfg: Settings) -> tuple[float, float]:
+        """(quiet value, firing value) of the quantity around the threshold."""
+        thr = self.threshold(cfg)
+        if self.field is None:
+            assert self.quiet is not None, f"literal bound on {self.quantity} needs a quiet value"
+            return self.quiet, float("nan")
+        step = self.step if self.step is not None else abs(thr) * 0.01
+        if self.op == ">":
+            return (thr if self.step else thr - step), thr + step
+        if self.op == ">=":
+            return thr - step, thr
+        if self.op == "<":
+            return (thr if self.step else thr + step), thr - step
+        if self.op == "<=":
+            return thr + step, thr
+        raise ValueError(f"unknown comparison {self.op!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """How to drive an alert: series from quantities, a model of what fires, the bounds."""
+
+    #: a point where every severity of the alert fires
+    fire: Point
+    bounds: tuple[Bound, ...]
+    #: input series holding the quantities for `steps` intervals of `every` minutes
+    series: Callable[[Point, int, int], tuple[Series, ...]]
+    #: the model: what fires at a point, evaluated at minute `at`
+    fires: Callable[[Point, int], Fires]
+    #: first minute the expression holds (counters need two samples)
+    onset: int = 0
+    #: minute from which every quantity has its value (windows filled)
+    settle: int = 0
+    #: evaluation interval in minutes of the `for` cases (a divisor of every `for`)
+    interval: int = 1
+    #: evaluation interval of the threshold cases (comparisons with a week ago need a coarse one)
+    value_interval: int | None = None
+    #: why halving or doubling a threshold of this alert cannot change what it does
+    equivalent: str = ""
+    #: minutes from the start of promtool's clock to where a point's case begins, for alerts
+    #: that read the clock (hour(), day_of_week()); the series must start their change there
+    delay: Callable[[Point], int] | None = None
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}" if abs(v) < 1e15 else repr(v)
+
+
+def boundary_cases(name: str, probe: Probe, cfg: Settings, severities: tuple[str, ...]
+                   ) -> list[Case]:
+    """The boundary cases of alert `name` under `cfg` (tests are generated from the defaults)."""
+    fors = {sev: minutes(cfg.for_of(name, sev)) for sev in severities}
+    cases: list[Case] = []
+
+    def case(title: str, point: Point, at: int, every: int) -> None:
+        fired = tuple(Fired(labels, value, sev) for sev, labels, value in probe.fires(point, at)
+                      if at - probe.onset >= fors[sev])
+        shifted = at + (probe.delay(point) if probe.delay else 0)
+        steps = shifted // every + 2
+        cases.append(Case(f"boundary: {title}", probe.series(point, steps, every),
+                          f"{shifted}m", fired, f"{every}m"))
+
+    every = probe.value_interval or probe.interval
+    at = max(probe.onset, probe.settle) + max(fors.values())
+    at += -at % every
+    for b in probe.bounds:
+        base = {**probe.fire, **b.at}
+        quiet, firing = b.sides(cfg)
+        what = f"{b.field} {_fmt(b.threshold(cfg))}" if b.field else f"{_fmt(b.literal)}"
+        case(f"{b.quantity} {_fmt(quiet)} against {what}", {**base, b.quantity: quiet}, at,
+             every)
+        if b.field is not None:
+            case(f"{b.quantity} {_fmt(firing)} against {what}", {**base, b.quantity: firing},
+                 at, every)
+    step = probe.interval
+    for sev, f in sorted(fors.items()):
+        if f % step or probe.onset % step:
+            raise ValueError(f"{name}: for {f}m or onset {probe.onset}m is not a multiple of the "
+                             f"probe's interval {step}m")
+        for at, when in ((probe.onset + f - step, "one interval before"), (probe.onset + f, "at")):
+            if at >= probe.onset:
+                case(f"{sev} {when} for {f}m", probe.fire, at, step)
     return cases
+
+
+# -- series and models the probes are written with ------------------------------------
+
+
+def gauge(metric: str, value: float, steps: int, **labels: str) -> Series:
+    """A gauge holding `value` for `steps` intervals."""
+    return series(metric, f"{num(value)}x{steps}", **labels)
+
+
+def counter(metric: str, per_step: float, steps: int, **labels: str) -> Series:
+    """A counter from 0 growing by `per_step` every interval."""
+    return series(metric, f"0+{num(per_step)}x{steps}", **labels)
+
+
+def jump(metric: str, at_step: int, value: float, steps: int, **labels: str) -> Series:
+    """A counter at 0 that reaches `value` at interval `at_step` and stays there."""
+    return series(metric, f"0x{at_step - 1} {num(value)}x{max(steps - at_step, 0)}", **labels)
+
+
+def switch(metric: str, before: float, after: float, at_step: int, steps: int,
+           **labels: str) -> Series:
+    """A gauge at `before` until interval `at_step`, then at `after`."""
+    return series(metric, f"{num(before)}x{at_step - 1} {num(after)}x{max(steps - at_step, 0)}",
+                  **labels)
+
+
+def timestamp(metric: str, age: float, steps: int, every: int = 1, **labels: str) -> Series:
+    """A `..._timestamp_seconds` gauge always `age` seconds in the past (samples `every` minutes)."""
+    return series(metric, f"{num(-age)}+{60 * every}x{steps}", **labels)
+
+
+def when(condition: bool, severity: str, labels: Mapping[str, str], value: float) -> Fires:
+    """The model of one severity: it fires with these labels and value when `condition` holds."""
+    return [(severity, labels, value)] if condition else []

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from wasp.mixin.promql import num
+from wasp.mixin.rules.boundary import Probe
 from wasp.mixin.rules.model import Builder, Case, Fired, series, t
+from wasp.mixin.settings import Settings
 
 
 def build(b: Builder) -> None:
@@ -51,3 +53,8 @@ max_over_time({score}[{cfg.doctor_score_window}]) - {score} >= {num(cfg.doctor_s
              series("wasp_doctor_score", "5x30", **t()),), "20m", (Fired(t(), 5, "warning"),)),
          Case("score steady at 8.5", (
              series("wasp_doctor_score", "8.5x60", **t()),), "50m")])
+
+
+def probes(cfg: Settings) -> dict[str, Probe]:
+    """How the boundary cases drive each alert of the group (none yet: hand-written cases)."""
+    return {}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from wasp.mixin.promql import num
+from wasp.mixin.rules.boundary import Bound, Probe, counter, gauge, jump, minutes, when
 from wasp.mixin.rules.model import Builder, Case, Fired, T, series, t
-from wasp.mixin.settings import spoken
+from wasp.mixin.settings import Settings, spoken
 
 
 def build(b: Builder) -> None:
@@ -128,3 +129,49 @@ increase({q("wasp_query_series_dropped_total")}[{cfg.series_dropped_window}]) > 
             (Fired(t(query="statements"), 150, "warning"),)),
          Case("nothing dropped", (
              series("wasp_query_series_dropped_total", "0x40", **t(query="statements")),), "35m")])
+
+
+UP = {"instance": "wasp-1:9645", "job": "wasp"}
+
+
+def probes(cfg: Settings) -> dict[str, Probe]:
+    """How the boundary cases drive each alert of the group."""
+    dropped = minutes(cfg.series_dropped_window)
+    return {
+        "WaspExporterDown": Probe(
+            {"up": 0}, (Bound("up", "==", quiet=1),),
+            lambda p, n, every: (gauge("up", p["up"], n, **UP),),
+            lambda p, at: when(p["up"] == 0, "page", UP, 0)),
+        "WaspExporterMissing": Probe(
+            {"wasp": 0}, (Bound("wasp", "==", quiet=1),),
+            lambda p, n, every: (gauge("up", 1, n, instance="wasp-1:9645" if p["wasp"] else "node-1:9100",
+                                job="wasp" if p["wasp"] else "node"),),
+            lambda p, at: when(not p["wasp"], "page", dict(cfg.selector), 1)),
+        "WaspTargetDown": Probe(
+            {"up": 0}, (Bound("up", "==", quiet=1),),
+            lambda p, n, every: (gauge("wasp_target_up", p["up"], n, **T),),
+            lambda p, at: when(p["up"] == 0, "page", T, 0)),
+        "WaspQueryFailing": Probe(
+            {"ratio": 1}, (Bound("ratio", ">", "query_failing_ratio"),),
+            lambda p, n, every: (counter("wasp_query_runs_total", 100, n, **t(query="databases")),
+                          counter("wasp_query_errors_total", 100 * p["ratio"], n,
+                                  **t(query="databases", reason="timeout")),
+                          counter("wasp_query_errors_total", 0, n,
+                                  **t(query="databases", reason="sql"))),
+            lambda p, at: when(p["ratio"] > cfg.query_failing_ratio, "warning",
+                               t(query="databases"), p["ratio"]),
+            onset=1),
+        "WaspQuerySkipping": Probe(
+            {"skips": 10}, (Bound("skips", ">", "query_skips", step=1),),
+            lambda p, n, every: (jump("wasp_query_skipped_total", 5, p["skips"], n, **t(query="tables")),),
+            lambda p, at: when(p["skips"] > cfg.query_skips, "warning", t(query="tables"),
+                               p["skips"]),
+            onset=5),
+        "WaspSeriesDropped": Probe(
+            {"per_minute": 10}, (Bound("per_minute", ">", quiet=0),),
+            lambda p, n, every: (counter("wasp_query_series_dropped_total", p["per_minute"], n,
+                                  **t(query="statements")),),
+            lambda p, at: when(p["per_minute"] > 0, "warning", t(query="statements"),
+                               p["per_minute"] * min(at, dropped)),
+            onset=1),
+    }

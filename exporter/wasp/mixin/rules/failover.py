@@ -3,8 +3,10 @@ leader or paused."""
 
 from __future__ import annotations
 
-from wasp.mixin.rules.boundary import four
+from wasp.mixin.rules.boundary import Probe
+from wasp.mixin.rules.fourcases import four
 from wasp.mixin.rules.model import Builder, Group, T, series, t
+from wasp.mixin.settings import Settings
 
 #: labels of the Patroni test series (the replica pack's collector adds no target)
 P = {"instance": "wasp-1:9645", "job": "wasp", "scope": "salon"}
@@ -93,3 +95,8 @@ sum without (member) ({q("wasp_patroni_member_leader")}) < 1
         "maintenance is over.",
         four(cfg, name, "warning", lambda firing, n: (
             series("wasp_patroni_paused", f"{1 if firing else 0}x{n}", **P),), P, 1))
+
+
+def probes(cfg: Settings) -> dict[str, Probe]:
+    """How the boundary cases drive each alert of the group (none yet: hand-written cases)."""
+    return {}

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from wasp.mixin.alertmanager import alertmanager_config
+from wasp.mixin.rules.boundary import boundary_cases
 from wasp.mixin.rules.model import Alert, Group, Series
 from wasp.mixin.rules.templates import render_template
 from wasp.mixin.settings import Settings
@@ -19,8 +19,21 @@ def anchor(name: str) -> str:
     return name.lower()
 
 
-def _annotations(cfg: Settings, a: Alert) -> dict[str, str]:
-    return {"description": a.description, "runbook_url": f"{cfg.runbook_url}#{anchor(a.name)}",
+#: the dashboard each group's alerts link (dashboard uids)
+GROUP_DASHBOARDS = {
+    "wasp-alerting": "wasp-exporter", "wasp-exporter": "wasp-exporter",
+    "wasp-app": "wasp-business", "wasp-postgres": "wasp-postgres",
+    "wasp-replication": "wasp-replication-backups", "wasp-backup": "wasp-replication-backups",
+    "wasp-pgbouncer": "wasp-pgbouncer", "wasp-log": "wasp-log",
+    "wasp-storage": "wasp-postgres", "wasp-failover": "wasp-replication-backups",
+    "wasp-slo": "wasp-kpi", "wasp-doctor": "wasp-exporter",
+}
+
+
+def _annotations(cfg: Settings, a: Alert, group: str) -> dict[str, str]:
+    uid = GROUP_DASHBOARDS.get(group, "wasp-exporter")
+    return {"dashboard_url": f"{cfg.grafana_url.rstrip('/')}/d/{uid}",
+            "description": a.description, "runbook_url": f"{cfg.runbook_url}#{anchor(a.name)}",
             "summary": a.summary}
 
 
@@ -33,20 +46,24 @@ def _is_slo(g: Group) -> bool:
 
 
 def rule_files(cfg: Settings, groups: list[Group]) -> dict[str, Any]:
-    """The rule files as data: wasp-alerts.yml, wasp-recording.yml and wasp-slo.yml."""
-    alerts: list[dict[str, Any]] = []
+    """The rule files as data: wasp-recording.yml, wasp-slo.yml (the SLO recordings and alerts),
+    and one file per other alert group (wasp-app.yml ...)."""
     recs: list[dict[str, Any]] = []
     slo: list[dict[str, Any]] = []
+    out: dict[str, Any] = {}
     for g in groups:
         if g.recordings:
             (slo if _is_slo(g) else recs).append({"name": g.name, "rules": [
                 {"expr": r.expr, "record": r.record} for r in g.recordings]})
         if g.alerts:
-            (slo if _is_slo(g) else alerts).append({"name": g.name, "rules": [
-                {"alert": a.name, "annotations": _annotations(cfg, a), "expr": a.expr,
-                 "for": a.for_, "labels": {"severity": a.severity}} for a in g.alerts]})
-    return {"wasp-alerts.yml": {"groups": alerts}, "wasp-recording.yml": {"groups": recs},
-            SLO_FILE: {"groups": slo}}
+            rules = {"name": g.name, "rules": [
+                {"alert": a.name, "annotations": _annotations(cfg, a, g.name), "expr": a.expr,
+                 "for": a.for_, "labels": {"severity": a.severity}} for a in g.alerts]}
+            if _is_slo(g):
+                slo.append(rules)
+            else:
+                out[f"{g.name}.yml"] = {"groups": [rules]}
+    return {**out, "wasp-recording.yml": {"groups": recs}, SLO_FILE: {"groups": slo}}
 
 
 def _series_text(s: Series) -> str:
@@ -79,12 +96,15 @@ def test_files(cfg: Settings, groups: list[Group]) -> dict[str, Any]:
             by_name.setdefault(a.name, []).append(a)
         tests: dict[str, list[dict[str, Any]]] = {}
         for name, rules in by_name.items():
-            for case in (c for a in rules for c in a.cases):
+            probe = next((a.probe for a in rules if a.probe), None)
+            boundary = (boundary_cases(name, probe, cfg, tuple(a.severity for a in rules))
+                        if probe else [])
+            for case in [*(c for a in rules for c in a.cases), *boundary]:
                 exp = []
                 for f in case.fires:
                     rule = next(a for a in rules if a.severity == f.severity)
                     ann = {k: render_template(v, f.labels, f.value)
-                           for k, v in _annotations(cfg, rule).items()}
+                           for k, v in _annotations(cfg, rule, g.name).items()}
                     exp.append({"exp_annotations": ann,
                                 "exp_labels": {**f.labels, "severity": f.severity}})
                 # day-long cases run in their own file, evaluated at their own interval
@@ -101,9 +121,11 @@ def test_files(cfg: Settings, groups: list[Group]) -> dict[str, Any]:
             out[f"tests/{g.name}{suffix}.test.yml"] = {
                 "evaluation_interval": interval,
                 # recordings first, so alerts see this step's recorded values
-                "group_eval_order": [x.name for x in groups if _is_slo(x) == _is_slo(g)],
+                "group_eval_order": ([x.name for x in groups if _is_slo(x)] if _is_slo(g) else
+                                     [*(x.name for x in groups if x.recordings and not _is_slo(x)),
+                                      g.name]),
                 "rule_files": [f"../{SLO_FILE}"] if _is_slo(g) else [
-                    "../wasp-alerts.yml", "../wasp-recording.yml"],
+                    "../wasp-recording.yml", f"../{g.name}.yml"],
                 "tests": group_tests,
             }
     return out
@@ -131,8 +153,7 @@ def _dump(data: Any) -> str:
 
 
 
-def render(cfg: Settings, groups: list[Group]) -> dict[str, str]:
-    """Every generated file under rules/, path -> text."""
-    data = {**rule_files(cfg, groups), **test_files(cfg, groups),
-            "alertmanager.yml": alertmanager_config(cfg)}
+def render(cfg: Settings, groups: list[Group], *, tests: bool = True) -> dict[str, str]:
+    """Every generated file under rules/, path -> text (without tests/ unless `tests`)."""
+    data = {**rule_files(cfg, groups), **(test_files(cfg, groups) if tests else {})}
     return {path: _dump(d) for path, d in sorted(data.items())}

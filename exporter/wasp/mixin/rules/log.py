@@ -7,10 +7,11 @@ carry the instance of the process that reads the log, not a target.
 from __future__ import annotations
 
 from wasp.mixin.promql import num
+from wasp.mixin.rules.boundary import Bound, Point, Probe, counter, gauge, jump, when
 from wasp.mixin.rules.model import Builder, Case, Fired, RecordingCase, Series, series
 from wasp.mixin.settings import Settings
 
-__all__ = ["QUANTILES", "build", "recording_cases"]
+__all__ = ["QUANTILES", "build", "probes", "recording_cases"]
 
 #: the recorded latency quantiles
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
@@ -126,6 +127,86 @@ and on (job, instance, database) {rate} > {num(cfg.log_query_min_rate)}
             series("wasp_log_pack_ready", "0x40", **_i(reason="sampling_off")),), "35m",
             (Fired(_i(reason="sampling_off"), 0, "info"),)),
          Case("ready", (series("wasp_log_pack_ready", "1x40", **_i(reason="ok")),), "35m")])
+
+
+#: why the `for` mutants of an alert that fires on its first evaluation change nothing
+_AT_ONCE = ("its `for` is 0s (it fires on the first evaluation that sees the event): for 0 and "
+            "for doubled are the same rule")
+
+
+def probes(cfg: Settings) -> dict[str, Probe]:
+    """How the boundary cases drive each alert of the group."""
+    user = _i(user="app")
+    grant = _i(user="postgres", command="grant")
+    remote = _i(user="postgres", client_addr="198.51.100.4", local="false")
+    db = _i(database="app")
+    start, end = cfg.log_maintenance_start_hour, cfg.log_maintenance_end_hour
+    # the first maintenance day after the start of promtool's clock (a Thursday)
+    day = min((d - 4) % 7 for d in cfg.log_maintenance_days)
+
+    def logins(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        # the failures of one role from two addresses, summed by the rule
+        half = p["failures"] / 2
+        return tuple(jump("wasp_log_auth_failures_total", 5, v, n,
+                          **_i(user="app", database="app", client_addr=addr))
+                     for addr, v in (("203.0.113.7", p["failures"] - half), ("10.0.0.5", half)))
+
+    def on_day(p: Point) -> int:
+        """The case starts on the maintenance day at the point's hour, less the onset (5 m)."""
+        return day * 1440 + int(p["hour"]) * 60 - 5
+
+    def changes(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        # the change lands at the evaluation: 5 minutes past the hour of the point
+        return (jump("wasp_log_role_changes_total", (on_day(p) + 5) // every, p["changes"], n,
+                     **_i(user="postgres", database="app", command="grant")),)
+
+    def latency(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        # every statement in one bucket [0, p95 / 0.95]: its 95th percentile is p95
+        per_step = 60 * every * p["rate"]
+        le = num(p["p95"] / 0.95)
+        return (*(counter(LAT + "_bucket", per_step, n, **_i(database="app", user="app", le=b))
+                  for b in (le, "+Inf")),
+                counter(LAT + "_count", per_step, n, **_i(database="app", user="app")))
+
+    return {
+        "WaspFailedLoginsBurst": Probe(
+            {"failures": 3 * cfg.log_failed_logins_burst},
+            (Bound("failures", ">", "log_failed_logins_burst", step=1),), logins,
+            lambda p, at: when(p["failures"] > cfg.log_failed_logins_burst, "warning", user,
+                               p["failures"]),
+            onset=5, equivalent=_AT_ONCE),
+        "WaspPrivilegeChangeOutsideMaintenance": Probe(
+            {"hour": 12, "changes": 1},
+            (Bound("hour", "<", "log_maintenance_start_hour", step=1),
+             Bound("hour", ">=", "log_maintenance_end_hour", step=1),
+             Bound("changes", ">", quiet=0)),
+            changes,
+            lambda p, at: when(p["changes"] > 0 and not start <= p["hour"] < end, "warning",
+                               grant, p["changes"]),
+            onset=5, interval=5, delay=on_day, equivalent=_AT_ONCE),
+        "WaspSuperuserLoginFromNetwork": Probe(
+            {"logins": 2}, (Bound("logins", ">", quiet=0),),
+            lambda p, n, every: (
+                jump("wasp_log_superuser_logins_total", 5, p["logins"], n, **remote),
+                # superuser logins over the socket never count
+                counter("wasp_log_superuser_logins_total", 1, n,
+                        **_i(user="postgres", client_addr="[local]", local="true"))),
+            lambda p, at: when(p["logins"] > 0, "page", remote, p["logins"]),
+            onset=5, equivalent=_AT_ONCE),
+        "WaspQueryLatencyP95High": Probe(
+            {"p95": 2 * cfg.log_query_p95_seconds, "rate": 10 * cfg.log_query_min_rate},
+            (Bound("p95", ">", "log_query_p95_seconds"),
+             Bound("rate", ">", "log_query_min_rate")),
+            latency,
+            lambda p, at: when(p["p95"] > cfg.log_query_p95_seconds
+                               and p["rate"] > cfg.log_query_min_rate, "warning", db, p["p95"]),
+            onset=1, settle=5),
+        "WaspLogPackNotReady": Probe(
+            {"ready": 0}, (Bound("ready", "==", quiet=1),),
+            lambda p, n, every: (gauge("wasp_log_pack_ready", p["ready"], n,
+                                       **_i(reason="sampling_off")),),
+            lambda p, at: when(p["ready"] == 0, "info", _i(reason="sampling_off"), p["ready"])),
+    }
 
 
 def _days_expr(days: tuple[int, ...]) -> str:

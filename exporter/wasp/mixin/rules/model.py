@@ -7,11 +7,16 @@ from the settings (`Settings.for_of`), never from a literal here.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from wasp.mixin.promql import Selectors, labels_of, num
 from wasp.mixin.settings import SEVERITIES, Settings
+
+if TYPE_CHECKING:
+    from wasp.mixin.rules.boundary import Probe
 
 __all__ = [
     "Alert",
@@ -72,6 +77,8 @@ class Alert:
     description: str
     metrics: frozenset[str]
     cases: tuple[Case, ...] = ()
+    #: drives the expression for the boundary cases (on the first severity of a name)
+    probe: Probe | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +152,28 @@ class Builder:
         return g
 
     def alert(self, g: Group, name: str, severity: str, q: Selectors, expr: str,
-              summary: str, description: str, cases: Iterable[Case] = ()) -> None:
+              summary: str, description: str, cases: Iterable[Case] = (),
+              probe: Probe | None = None) -> None:
         """Add an alerting rule; `q` is the builder its expression was written with."""
         assert severity in SEVERITIES, severity
         g.alerts.append(Alert(name, severity, _clean(expr), self.cfg.for_of(name, severity),
-                              summary, description, frozenset(q.metrics), tuple(cases)))
+                              summary, description, frozenset(q.metrics), tuple(cases),
+                              probe))
+
+    def attach(self, g: Group, probes: Mapping[str, Probe]) -> None:
+        """Give the first rule of every alert name in `g` its probe.
+
+        An alert without a probe is allowed but uncovered: it has no generated boundary
+        cases and no mutation check (`wasp.mixin.rules.uncovered` lists them).
+        """
+        names = {a.name for a in g.alerts}
+        if extra := set(probes) - names:
+            raise ValueError(f"{g.name}: probes without an alert {sorted(extra)}")
+        seen: set[str] = set()
+        for i, a in enumerate(g.alerts):
+            if a.name not in seen and a.name in probes:
+                seen.add(a.name)
+                g.alerts[i] = dataclasses.replace(a, probe=probes[a.name])
 
     def record(self, g: Group, record: str, labels: tuple[str, ...], q: Selectors, expr: str,
                cases: Iterable[RecordingCase] = ()) -> str:
@@ -161,12 +185,13 @@ class Builder:
 
 def two(b: Builder, g: Group, name: str, q: Selectors, expr: str,
         levels: tuple[tuple[str, float], ...], summary: str, description: str,
-        cases: Iterable[Case]) -> None:
+        cases: Iterable[Case], probe: Probe | None = None) -> None:
     """One alert name at two severities: expr holds `{threshold}`."""
     cases = list(cases)
     for severity, threshold in levels:
+        first = severity == levels[0][0]
         b.alert(g, name, severity, q, expr.replace("{threshold}", num(threshold)),
-                summary, description, cases if severity == levels[0][0] else ())
+                summary, description, cases if first else (), probe if first else None)
 
 
 def _clean(expr: str) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from wasp.mixin.promql import num
-from wasp.mixin.rules.boundary import four
-from wasp.mixin.rules.model import Builder, Case, Fired, Group, T, series, t
+from wasp.mixin.rules.boundary import Bound, Point, Probe, gauge, when
+from wasp.mixin.rules.fourcases import four
+from wasp.mixin.rules.model import Builder, Case, Fired, Group, Series, T, series, t
+from wasp.mixin.settings import Settings
 
 
 def build(b: Builder) -> None:
@@ -23,6 +25,22 @@ def build(b: Builder) -> None:
             (Fired(t(database="app", user="app"), 1, "warning"),)),
          Case("pool half used", (
              series("wasp_pgbouncer_pool_usage_ratio", "0.5x30", **t(database="app", user="app")),), "20m")])
+
+    q = b.q()
+    b.alert(g, "WaspPgBouncerPoolExhausted", "page", q, f"""
+{q("target_database:wasp_pgbouncer_pool_usage_ratio:max")} > {num(cfg.pool_usage_ratio)}
+and
+{q("target_database:wasp_pgbouncer_clients_waiting:sum")} > {num(cfg.pool_waiting_clients_page)}
+""",
+        "PgBouncer pools of {{ $labels.database }} on {{ $labels.target }} are full and clients wait",
+        "A pool of database {{ $labels.database }} on {{ $labels.target }} is "
+        "{{ $value | humanizePercentage }} busy and clients are waiting for a server connection: "
+        "application requests queue now. Look for long transactions and lock waits on the "
+        "database first, then pool_size.",
+        [Case("busy pool, nobody waits", (
+            series("wasp_pgbouncer_pool_usage_ratio", "0.9x30", **t(database="app", user="app")),
+            series("wasp_pgbouncer_pool_clients", "0x30", **t(database="app", user="app", state="waiting")),
+        ), "20m")])
 
     q = b.q()
     b.alert(g, "WaspPgBouncerClientsWaiting", "warning", q, f"""
@@ -75,3 +93,38 @@ sum without (list) ({q("wasp_pgbouncer_list_items", list="used_clients")})
         "maintenance is over.",
         four(cfg, name, "warning", lambda firing, n: (
             series("wasp_pgbouncer_database_paused", f"{1 if firing else 0}x{n}", **db),), db, 1))
+
+
+def probes(cfg: Settings) -> dict[str, Probe]:
+    """How the boundary cases drive each alert of the group."""
+    pool, db = t(database="app", user="app"), t(database="app")
+
+    def exhausted(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        return (gauge("wasp_pgbouncer_pool_usage_ratio", p["usage"], n, **pool),
+                gauge("wasp_pgbouncer_pool_clients", p["waiting"], n,
+                      **t(database="app", user="app", state="waiting")))
+
+    def waiting(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        return (gauge("wasp_pgbouncer_pool_client_max_wait_seconds", p["wait"], n, **pool),
+                gauge("wasp_pgbouncer_pool_clients", 30, n,
+                      **t(database="app", user="app", state="waiting")))
+
+    return {
+        "WaspPgBouncerPoolSaturated": Probe(
+            {"usage": 1}, (Bound("usage", ">", "pool_usage_ratio"),),
+            lambda p, n, every: (gauge("wasp_pgbouncer_pool_usage_ratio", p["usage"], n,
+                                       **pool),),
+            lambda p, at: when(p["usage"] > cfg.pool_usage_ratio, "warning", pool, p["usage"])),
+        "WaspPgBouncerPoolExhausted": Probe(
+            {"usage": 1, "waiting": 12},
+            (Bound("usage", ">", "pool_usage_ratio"),
+             Bound("waiting", ">", "pool_waiting_clients_page", step=1)),
+            exhausted,
+            lambda p, at: when(p["usage"] > cfg.pool_usage_ratio
+                               and p["waiting"] > cfg.pool_waiting_clients_page, "page", db,
+                               p["usage"]),
+            equivalent="pool_waiting_clients_page is 0 clients: halved or doubled it stays 0"),
+        "WaspPgBouncerClientsWaiting": Probe(
+            {"wait": 12}, (Bound("wait", ">", "client_wait_seconds"),), waiting,
+            lambda p, at: when(p["wait"] > cfg.client_wait_seconds, "warning", pool, p["wait"])),
+    }

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from wasp.mixin.promql import num
-from wasp.mixin.rules.model import Builder, Case, Fired, T, series, t, two
-from wasp.mixin.settings import spoken
+from wasp.mixin.rules.boundary import (
+    Bound,
+    Point,
+    Probe,
+    counter,
+    gauge,
+    jump,
+    minutes,
+    when,
+)
+from wasp.mixin.rules.model import Builder, Case, Fired, Series, T, series, t, two
+from wasp.mixin.settings import Settings, spoken
 
 
 def build(b: Builder) -> None:
@@ -147,7 +157,7 @@ increase({q("wasp_pg_database_deadlocks_total")}[{cfg.deadlocks_window}]) > {num
 
     q = b.q()
     hit, read = q("wasp_pg_database_blocks_hit_total"), q("wasp_pg_database_blocks_read_total")
-    b.alert(g, "WaspPostgresCacheHitRatioLow", "warning", q, f"""
+    b.alert(g, "WaspPostgresCacheHitRatioLow", "info", q, f"""
 {q("target_database:wasp_pg_cache_hit:ratio_rate5m")} < {num(cfg.cache_hit_ratio_min)}
 and
 rate({hit}[5m]) + rate({read}[5m]) > {num(cfg.cache_min_blocks_per_second)}
@@ -159,7 +169,7 @@ rate({hit}[5m]) + rate({read}[5m]) > {num(cfg.cache_min_blocks_per_second)}
         [Case("80% hits at 1,000 blocks/s", (
             series("wasp_pg_database_blocks_hit_total", "0+48000x60", **t(database="app")),
             series("wasp_pg_database_blocks_read_total", "0+12000x60", **t(database="app")),
-        ), "45m", (Fired(t(database="app"), 0.8, "warning"),)),
+        ), "45m", (Fired(t(database="app"), 0.8, "info"),)),
          Case("low ratio on an idle database", (
              series("wasp_pg_database_blocks_hit_total", "0+60x60", **t(database="app")),
              series("wasp_pg_database_blocks_read_total", "0+60x60", **t(database="app")),
@@ -201,3 +211,84 @@ unless ignoring (stanza) {q("wasp_wal_archive_enabled")}
          Case("archiving works", (
              series("wasp_pg_archiver_failed_total", "3x60", **T),
              series("wasp_pg_archiver_enabled", "1x60", **T),), "40m")])
+
+
+def probes(cfg: Settings) -> dict[str, Probe]:
+    """How the boundary cases drive each alert of the group."""
+    app = t(database="app")
+
+    def connections(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        return (gauge("wasp_pg_connections", 1000 * p["ratio"], n,
+                      **t(database="app", state="active")),
+                gauge("wasp_pg_max_connections", 1003, n, **T),
+                gauge("wasp_pg_superuser_reserved_connections", 3, n, **T))
+
+    def age(metric: str, field: str, labels: dict[str, str] = T) -> Probe:
+        limit = float(getattr(cfg, field))
+        return Probe({"age": 2 * limit}, (Bound("age", ">", field),),
+                     lambda p, n, every: (gauge(metric, p["age"], n, **labels),),
+                     lambda p, at: when(p["age"] > limit, "warning", labels, p["age"]))
+
+    def freeze(metric: str, limit_metric: str, field: str, limit: float) -> Probe:
+        return Probe({"ratio": 2 * float(getattr(cfg, field))}, (Bound("ratio", ">", field),),
+                     lambda p, n, every: (gauge(metric, p["ratio"] * limit, n, **app),
+                                          gauge(limit_metric, limit, n, **T)),
+                     lambda p, at: when(p["ratio"] > float(getattr(cfg, field)), "warning", app,
+                                        p["ratio"]))
+
+    def cache(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        per_step = 60 * every * p["bps"]
+        return (counter("wasp_pg_database_blocks_hit_total", p["ratio"] * per_step, n, **app),
+                counter("wasp_pg_database_blocks_read_total", (1 - p["ratio"]) * per_step, n,
+                        **app))
+
+    archiver_window = minutes(cfg.archiver_failing_window)
+    return {
+        "WaspPostgresConnectionsHigh": Probe(
+            {"ratio": 1}, (Bound("ratio", ">", "connections_warning"),
+                           Bound("ratio", ">", "connections_page")),
+            connections,
+            lambda p, at: [*when(p["ratio"] > cfg.connections_warning, "warning", T, p["ratio"]),
+                           *when(p["ratio"] > cfg.connections_page, "page", T, p["ratio"])]),
+        "WaspPostgresLongTransaction": age("wasp_pg_oldest_transaction_age_seconds",
+                                           "long_transaction_seconds"),
+        "WaspPostgresIdleInTransaction": age("wasp_pg_oldest_idle_in_transaction_age_seconds",
+                                             "idle_in_transaction_seconds"),
+        "WaspPostgresLockWaits": age("wasp_pg_lock_wait_longest_seconds", "lock_wait_seconds"),
+        "WaspPostgresDeadlocks": Probe(
+            {"deadlocks": 30}, (Bound("deadlocks", ">", "deadlocks", step=1),),
+            lambda p, n, every: (jump("wasp_pg_database_deadlocks_total", 5, p["deadlocks"], n,
+                                      **app),),
+            lambda p, at: when(p["deadlocks"] > cfg.deadlocks, "warning", app, p["deadlocks"]),
+            onset=5),
+        "WaspPostgresXIDAgeHigh": freeze("wasp_pg_database_xid_age",
+                                         "wasp_pg_autovacuum_freeze_max_age", "xid_freeze_ratio",
+                                         2e8),
+        "WaspPostgresXIDWraparound": Probe(
+            {"age": 1.5e9}, (Bound("age", ">", "xid_wraparound_page"),),
+            lambda p, n, every: (gauge("wasp_pg_database_xid_age", p["age"], n, **app),),
+            lambda p, at: when(p["age"] > cfg.xid_wraparound_page, "page", app, p["age"])),
+        "WaspPostgresMultiXactAgeHigh": freeze("wasp_pg_database_mxid_age",
+                                               "wasp_pg_autovacuum_multixact_freeze_max_age",
+                                               "mxid_freeze_ratio", 4e8),
+        "WaspPostgresCacheHitRatioLow": Probe(
+            {"ratio": 0.8, "bps": 1000},
+            (Bound("ratio", "<", "cache_hit_ratio_min"),
+             Bound("bps", ">", "cache_min_blocks_per_second")),
+            cache,
+            lambda p, at: when(p["ratio"] < cfg.cache_hit_ratio_min
+                               and p["bps"] > cfg.cache_min_blocks_per_second, "info", app,
+                               p["ratio"]),
+            onset=1, settle=5),
+        "WaspPostgresPendingRestart": Probe(
+            {"pending": 2}, (Bound("pending", ">", quiet=0),),
+            lambda p, n, every: (gauge("wasp_pg_settings_pending_restart", p["pending"], n, **T),),
+            lambda p, at: when(p["pending"] > 0, "info", T, p["pending"])),
+        "WaspPostgresArchiverFailing": Probe(
+            {"per_minute": 1}, (Bound("per_minute", ">", quiet=0),),
+            lambda p, n, every: (counter("wasp_pg_archiver_failed_total", p["per_minute"], n, **T),
+                                 gauge("wasp_pg_archiver_enabled", 1, n, **T)),
+            lambda p, at: when(p["per_minute"] > 0, "warning", T,
+                               p["per_minute"] * min(at, archiver_window)),
+            onset=1),
+    }

@@ -4,8 +4,10 @@ limit), WAL receiver."""
 from __future__ import annotations
 
 from wasp.mixin.promql import num
-from wasp.mixin.rules.boundary import four
-from wasp.mixin.rules.model import Builder, Case, Fired, Group, T, series, t
+from wasp.mixin.rules.boundary import Bound, Point, Probe, gauge, when
+from wasp.mixin.rules.fourcases import four
+from wasp.mixin.rules.model import Builder, Case, Fired, Group, Series, T, series, t
+from wasp.mixin.settings import Settings, spoken
 
 
 def build(b: Builder) -> None:
@@ -14,7 +16,7 @@ def build(b: Builder) -> None:
     cl = ", ".join(cfg.cluster_by)
     q = b.q()
     b.alert(g, "WaspStandbyReplayDelayHigh", "warning", q, f"""
-{q("wasp_pg_standby_replay_delay_seconds")} > {num(cfg.replay_delay_seconds)}
+{q("wasp_pg_standby_replay_delay_seconds")} > {num(cfg.replication_lag_seconds)}
 """,
         "Standby {{ $labels.target }} is {{ $value | humanizeDuration }} behind",
         "Standby {{ $labels.target }} has WAL it received but has not replayed for "
@@ -27,6 +29,34 @@ def build(b: Builder) -> None:
              series("wasp_pg_standby_replay_delay_seconds", "0x30", **t(target="replica1")),
              series("wasp_pg_standby_last_replay_timestamp_seconds", "0x30", **t(target="replica1")),
          ), "20m")])
+
+    q = b.q()
+    b.alert(g, "WaspPrimaryDown", "page", q, f"""
+{q("wasp_target_up")} == 0
+and on ({cl}, instance, target)
+max_over_time({q("wasp_pg_in_recovery")}[{cfg.primary_memory_window}]) == 0
+""",
+        "Primary {{ $labels.target }} is down",
+        "The exporter {{ $labels.instance }} cannot reach {{ $labels.target }}, which was the "
+        f"primary in the last {spoken(cfg.primary_memory_window)}: writes fail. Its standbys' "
+        "replication alerts are inhibited meanwhile; promote one (`wasp replica promote`) if it "
+        "does not come back.",
+        [Case("a standby is down: WaspTargetDown speaks", (
+            series("wasp_target_up", "0x20", **t(target="replica1")),
+            series("wasp_pg_in_recovery", "1x20", **t(target="replica1")),), "15m")])
+
+    q = b.q()
+    b.alert(g, "WaspReplicationLagHigh", "warning", q, f"""
+{q("wasp_pg_replication_standby_replay_lag_seconds")} > {num(cfg.replication_lag_seconds)}
+""",
+        "Standby {{ $labels.application_name }} of {{ $labels.target }} replays "
+        "{{ $value | humanizeDuration }} late",
+        "Primary {{ $labels.target }} sees standby {{ $labels.application_name }} "
+        "({{ $labels.client_addr }}) replay its WAL {{ $value | humanizeDuration }} after writing "
+        "it (pg_stat_replication.replay_lag): reads there are stale and a failover would lose or "
+        "wait for that much. The standby's own view is WaspStandbyReplayDelayHigh.",
+        [Case("standby catching up", (
+            series("wasp_pg_replication_standby_replay_lag_seconds", "0.2x30", **LAG),), "20m")])
 
     q = b.q()
     hb, rec = q("wasp_pg_heartbeat_age_seconds"), q("wasp_pg_in_recovery")
@@ -176,3 +206,74 @@ and {q("wasp_pg_replication_slot_active")} == 1
             series("wasp_pg_replication_max_slot_wal_keep_size_bytes", f"10000000000x{n}", **T),
             series("wasp_pg_replication_slot_active", f"1x{n}", **slot)),
             slot, 1.9e9 / 1e10))
+
+
+LAG = t(target="primary", application_name="replica1", client_addr="10.0.0.2",
+        slot_name="replica1")
+
+
+def probes(cfg: Settings) -> dict[str, Probe]:
+    """How the boundary cases drive each alert of the group."""
+    replica, primary = t(target="replica1"), t(target="primary")
+    slot = t(slot_name="r2", slot_type="physical")
+    lag = cfg.replication_lag_seconds
+    stale = cfg.heartbeat_stale_seconds
+
+    def heartbeat(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        return (gauge("wasp_pg_heartbeat_age_seconds", p["age"], n, **replica),
+                gauge("wasp_pg_in_recovery", 1, n, **replica),
+                gauge("wasp_pg_heartbeat_age_seconds", 3, n, **primary),
+                gauge("wasp_pg_in_recovery", 0, n, **primary))
+
+    return {
+        "WaspPrimaryDown": Probe(
+            {"up": 0}, (Bound("up", "==", quiet=1),),
+            lambda p, n, every: (gauge("wasp_target_up", p["up"], n, **primary),
+                                 gauge("wasp_pg_in_recovery", 0, n, **primary)),
+            lambda p, at: when(p["up"] == 0, "page", primary, 0)),
+        "WaspStandbyReplayDelayHigh": Probe(
+            {"delay": 60}, (Bound("delay", ">", "replication_lag_seconds"),),
+            lambda p, n, every: (gauge("wasp_pg_standby_replay_delay_seconds", p["delay"], n,
+                                       **replica),),
+            lambda p, at: when(p["delay"] > lag, "warning", replica, p["delay"])),
+        "WaspReplicationLagHigh": Probe(
+            {"lag": 60}, (Bound("lag", ">", "replication_lag_seconds"),),
+            lambda p, n, every: (gauge("wasp_pg_replication_standby_replay_lag_seconds",
+                                       p["lag"], n, **LAG),),
+            lambda p, at: when(p["lag"] > lag, "warning", LAG, p["lag"])),
+        "WaspStandbyHeartbeatStale": Probe(
+            {"age": 900}, (Bound("age", ">", "heartbeat_stale_seconds"),), heartbeat,
+            lambda p, at: when(p["age"] > stale, "warning", replica, p["age"])),
+        "WaspHeartbeatWriterStopped": Probe(
+            {"age": 900}, (Bound("age", ">", "heartbeat_stale_seconds"),),
+            lambda p, n, every: (gauge("wasp_pg_heartbeat_age_seconds", p["age"], n, **primary),
+                                 gauge("wasp_pg_in_recovery", 0, n, **primary)),
+            lambda p, at: when(p["age"] > stale, "warning", primary, p["age"])),
+        "WaspStandbysMissing": Probe(
+            {"standbys": 0}, (Bound("standbys", "<", "expected_standbys", step=1),),
+            lambda p, n, every: (gauge("wasp_pg_replication_connected_standbys", p["standbys"], n,
+                                       **primary),
+                                 gauge("wasp_pg_in_recovery", 0, n, **primary)),
+            lambda p, at: when(p["standbys"] < cfg.expected_standbys, "warning", primary,
+                               p["standbys"])),
+        "WaspReplicationSlotInactive": Probe(
+            {"retained": 4 * cfg.slot_inactive_retained_bytes},
+            (Bound("retained", ">", "slot_inactive_retained_bytes"),),
+            lambda p, n, every: (gauge("wasp_pg_replication_slot_wal_retained_bytes",
+                                       p["retained"], n, **slot),
+                                 gauge("wasp_pg_replication_slot_active", 0, n, **slot)),
+            lambda p, at: when(p["retained"] > cfg.slot_inactive_retained_bytes, "warning", slot,
+                               p["retained"])),
+        "WaspReplicationSlotWALLost": Probe(
+            {"lost": 1}, (Bound("lost", "==", quiet=0),),
+            lambda p, n, every: (gauge("wasp_pg_replication_slot_wal_status", 1 - p["lost"], n,
+                                       **slot, wal_status="reserved"),
+                                 gauge("wasp_pg_replication_slot_wal_status", p["lost"], n,
+                                       **slot, wal_status="lost")),
+            lambda p, at: when(p["lost"] == 1, "warning", {**slot, "wal_status": "lost"}, 1)),
+        "WaspWALReceiverNotStreaming": Probe(
+            {"streaming": 0}, (Bound("streaming", "==", quiet=1),),
+            lambda p, n, every: (gauge("wasp_pg_standby_wal_receiver_streaming", p["streaming"],
+                                       n, **replica),),
+            lambda p, at: when(p["streaming"] == 0, "warning", replica, 0)),
+    }

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from wasp.mixin.promql import num
+from wasp.mixin.rules.boundary import Probe
 from wasp.mixin.rules.model import Builder, Case, Fired, RecordingCase, Series, T, series, t
 from wasp.mixin.settings import Settings, parse_burn_windows
 
@@ -188,3 +189,8 @@ def _cases(slo: SLO, objective: float, s: Settings) -> list[Case]:
                          "pages no more", rates[0][0] * 1.5, ("warning",), minutes=100,
                          recover_after=60))
     return out
+
+
+def probes(cfg: Settings) -> dict[str, Probe]:
+    """How the boundary cases drive each alert of the group (none yet: hand-written cases)."""
+    return {}

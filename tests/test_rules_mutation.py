@@ -1,0 +1,127 @@
+"""The alert tests pin every threshold and every `for`: rules generated with each alert's `for` set
+to 0 and doubled, and each of its thresholds halved and doubled, fail that alert's promtool tests.
+
+Only the mutated alert's tests run (filtered out of its group's files), against the
+recording rules and its group's mutated rule file, several promtool processes at once.
+A mutant whose rule file is identical to the original is equivalent; the alert's probe
+must say why (`Probe.equivalent`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from helpers import require_tool
+from wasp.mixin.rules import build, render_files
+from wasp.mixin.rules.boundary import minutes
+from wasp.mixin.settings import FOR_DEFAULTS, Settings
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """Settings that change one alert's `for` or one of its thresholds."""
+
+    alert: str
+    group: str
+    what: str
+    settings: Settings
+
+
+def mutants() -> Iterator[Mutant]:
+    """Every mutant of every alert: `for` 0 and doubled, each threshold halved and doubled."""
+    base = Settings()
+    for g in build(base):
+        for name in dict.fromkeys(a.name for a in g.alerts):
+            rules = [a for a in g.alerts if a.name == name]
+            for a in rules:
+                key = f"{name}.{a.severity}"
+                key = key if key in FOR_DEFAULTS else name
+                doubled = f"{2 * minutes(a.for_)}m" if minutes(a.for_) else a.for_
+                yield Mutant(name, g.name, f"for {key} 0s", base.replace(for_={key: "0s"}))
+                yield Mutant(name, g.name, f"for {key} {doubled}",
+                             base.replace(for_={key: doubled}))
+            probe = rules[0].probe
+            assert probe is not None, name
+            for field in sorted({b.field for b in probe.bounds if b.field}):
+                value = getattr(base, field)
+                for factor in (0.5, 2):
+                    changed = type(value)(value * factor) if isinstance(value, int) else \
+                        value * factor
+                    yield Mutant(name, g.name, f"{field} x{factor}",
+                                 base.replace(**{field: changed}))
+
+
+def _only(tests: dict[str, Any], alert: str) -> dict[str, Any] | None:
+    kept = [t for t in tests["tests"]
+            if any(a["alertname"] == alert for a in t.get("alert_rule_test", []))]
+    return {**tests, "tests": kept} if kept else None
+
+
+def _run(m: Mutant, original: dict[str, str], promtool: str) -> tuple[Mutant, str]:
+    """'killed', 'equivalent' or 'survived'."""
+    files = render_files(m.settings, tests=False)
+    rule_file = f"{m.group}.yml"
+    if files[rule_file] == original[rule_file] and \
+            files["wasp-recording.yml"] == original["wasp-recording.yml"]:
+        return m, "equivalent"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "tests").mkdir()
+        for name in (rule_file, "wasp-recording.yml"):
+            (root / name).write_text(files[name])
+        runs = []
+        for path, text in original.items():
+            if not (path.startswith(f"tests/{m.group}.") or path.startswith(f"tests/{m.group}-")):
+                continue
+            kept = _only(yaml.safe_load(text), m.alert)
+            if kept is not None:
+                (root / path).write_text(yaml.safe_dump(kept))
+                runs.append(str(root / path))
+        assert runs, f"no test of {m.alert}"
+        r = subprocess.run([promtool, "test", "rules", *runs], cwd=root / "tests",
+                           capture_output=True, text=True, timeout=600)
+        return m, "killed" if r.returncode != 0 else "survived"
+
+
+def test_every_mutant_of_every_alert_fails_its_tests() -> None:
+    promtool = require_tool("promtool")
+    original = render_files(Settings())
+    probes = {a.name: a.probe for g in build() for a in g.alerts if a.probe}
+    every = list(mutants())
+    with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 2) * 2)) as pool:
+        results = list(pool.map(lambda m: _run(m, original, promtool), every))
+    survived = [f"{m.alert}: {m.what}" for m, r in results if r == "survived"]
+    unexplained = [f"{m.alert}: {m.what}" for m, r in results
+                   if r == "equivalent" and not probes[m.alert].equivalent]
+    killed = sum(r == "killed" for _, r in results)
+    equivalent = sum(r == "equivalent" for _, r in results)
+    print(f"\nmutation score: {killed}/{len(results) - equivalent} killed "
+          f"({equivalent} equivalent, explained in their probes)")
+    assert not survived, f"mutants no test noticed: {survived}"
+    assert not unexplained, f"equivalent mutants without a reason in the probe: {unexplained}"
+    assert killed >= 150
+
+
+def test_the_check_sees_a_mutant_that_survives() -> None:
+    """A rule whose threshold is left out of its probe's bounds is not mutated: prove the harness
+    reports a survivor when an alert's tests do not pin its threshold."""
+    promtool = require_tool("promtool")
+    original = render_files(Settings())
+    # the hand-written cases alone do not pin the skip threshold: strip the boundary cases
+    weak = {p: yaml.safe_dump({**yaml.safe_load(t), "tests": [
+        x for x in yaml.safe_load(t)["tests"] if not x["name"].split(": ", 1)[-1]
+        .startswith("boundary")]}) if p.startswith("tests/wasp-exporter") else t
+        for p, t in original.items()}
+    m = Mutant("WaspQuerySkipping", "wasp-exporter", "query_skips x2",
+               Settings().replace(query_skips=4))
+    assert _run(m, weak, promtool)[1] == "survived"
+    assert _run(m, original, promtool)[1] == "killed"
