@@ -20,7 +20,7 @@ import yaml
 
 from helpers import require_tool
 from wasp.companions.pgcluster import free_port
-from wasp.demo.run import demo_alertmanager_config
+from wasp.demo.alerting import DEMO, alertmanager_for_receiver
 from wasp.mixin import alertmanager
 from wasp.mixin.rules import build
 from wasp.mixin.rules.files import _annotations
@@ -211,8 +211,11 @@ def test_grouped_notifications_render_through_a_real_alertmanager(
 
 
 def test_the_demo_points_every_receiver_at_its_local_receiver() -> None:
-    conf = demo_alertmanager_config(OUT, "http://127.0.0.1:1")
+    conf = alertmanager_for_receiver("http://127.0.0.1:1", DEMO)
     names = {r["name"] for r in yaml.safe_load((OUT / "alertmanager.yml").read_text())["receivers"]}
     assert {r["name"] for r in conf["receivers"]} == names
-    assert all(list(r) == ["name", "webhook_configs"] for r in conf["receivers"])
-    assert "_file" not in yaml.safe_dump(conf)
+    urls = [c.get("url") or c.get("api_url") for r in conf["receivers"]
+            for k, cs in r.items() if k != "name" for c in cs]
+    assert urls and all(u.startswith("http://127.0.0.1:1/") for u in urls)
+    assert conf["templates"] == ["templates/*.tmpl"]
+    assert "_file" not in yaml.safe_dump(conf) and "credentials" not in yaml.safe_dump(conf)

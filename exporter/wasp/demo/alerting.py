@@ -81,7 +81,7 @@ class Timing:
 PRODUCTION = Timing("production")
 DEMO = Timing("demo", for_max=60.0, group_wait=10.0, group_interval=60.0,
               archive_timeout=60.0, thresholds={"webhook_silent_seconds": 120.0,
-                                                "wal_archive_stuck_seconds": 120.0})
+                                                "rpo_seconds": 120.0})
 #: --minimal: one server, no replicas expected
 MINIMAL = dataclasses.replace(DEMO, name="minimal",
                               thresholds={**DEMO.thresholds, "expected_standbys": 0})
@@ -91,7 +91,7 @@ MINIMAL = dataclasses.replace(DEMO, name="minimal",
 #: live writer's reconnect after the primary drill takes up to ~30s, under the webhook threshold
 TEST = Timing("test", scrape_interval=1.0, evaluation_interval=1.0, for_max=4.0,
               group_wait=1.0, group_interval=2.0, query_interval_max=3.0, archive_timeout=10.0,
-              thresholds={"webhook_silent_seconds": 45.0, "wal_archive_stuck_seconds": 45.0,
+              thresholds={"webhook_silent_seconds": 45.0, "rpo_seconds": 45.0,
                           "wal_unarchived_bytes": float(2**30),
                           "heartbeat_stale_seconds": 30.0, "query_skips": 1e6},
               # the primary's page must be firing before what it implies (4s) to inhibit it

@@ -161,7 +161,7 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
           also=("WaspStandbysMissing",)),
     Drill("archive", "make WAL archiving fail (archive-push may not write to the repository)",
           Expect("pagerduty", "WaspWALArchiveBehind", "page"), "10m",
-          lambda t: t.rules_config().wal_archive_stuck_seconds + t.archive_timeout
+          lambda t: t.rules_config().rpo_seconds + t.archive_timeout
           + _query(t, 30.0), _break_archive, _heal_archive,
           also=("WaspWALArchiveFailing", "WaspPostgresArchiverFailing")),
     Drill("webhooks", "the live writer stops writing webhooks",

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from wasp.mixin.promql import num
-from wasp.mixin.rules.boundary import Probe
 from wasp.mixin.rules.model import Builder, Case, Fired, RecordingCase, Series, T, series, t
 from wasp.mixin.settings import Settings, parse_burn_windows
 
@@ -190,7 +189,3 @@ def _cases(slo: SLO, objective: float, s: Settings) -> list[Case]:
                          recover_after=60))
     return out
 
-
-def probes(cfg: Settings) -> dict[str, Probe]:
-    """How the boundary cases drive each alert of the group (none yet: hand-written cases)."""
-    return {}
