@@ -332,6 +332,12 @@ def probes(cfg: Settings) -> dict[str, Probe]:
         return when(spike or p["cost"] > cfg.ai_cost_max_usd_1h, "warning", h1, p["cost"])
 
     return {
+        "WaspAIBudgetExceeded": Probe(
+            {"cost": 2 * cfg.ai_daily_budget_usd}, (Bound("cost", ">", "ai_daily_budget_usd"),),
+            lambda p, n, every: (
+                gauge("wasp_app_ai_cost_today_usd", p["cost"] - 20, n, **t(model="gpt-4")),
+                gauge("wasp_app_ai_cost_today_usd", 20, n, **t(model="gpt-4o-mini"))),
+            lambda p, at: when(p["cost"] > cfg.ai_daily_budget_usd, "warning", t(), p["cost"])),
         "WaspWebhooksSilent": Probe(
             {"age": 1200, "before": 500},
             (Bound("age", ">", "webhook_silent_seconds"),

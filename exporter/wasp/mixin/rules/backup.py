@@ -284,6 +284,15 @@ def probes(cfg: Settings) -> dict[str, Probe]:
                                  gauge("wasp_backup_repository_up", 1, n, **repo)),
             lambda p, at: when(p["age"] > cfg.good_full_max_seconds, "warning",
                                st(repo="1", type="full"), p["age"])),
+        "WaspBackupVerifyFailed": Probe(
+            {"ok": 0}, (Bound("ok", "==", quiet=1),),
+            lambda p, n, every: (gauge("wasp_backup_verify_last_success", p["ok"], n, **st()),),
+            lambda p, at: when(p["ok"] == 0, "warning", st(), 0)),
+        "WaspBackupPageChecksumErrors": Probe(
+            {"backups": 2}, (Bound("backups", ">", quiet=0),),
+            lambda p, n, every: (gauge("wasp_backup_page_checksum_error_backups", p["backups"], n,
+                                       **st(repo="1")),),
+            lambda p, at: when(p["backups"] > 0, "warning", st(repo="1"), p["backups"])),
         "WaspBackupFailed": flag("wasp_backup_last_attempt_success", st(type="incr")),
         "WaspRestoreDrillFailed": flag("wasp_backup_drill_last_success", S),
         "WaspRestoreDrillTooOld": Probe(

@@ -151,6 +151,11 @@ def probes(cfg: Settings) -> dict[str, Probe]:
             {"up": 0}, (Bound("up", "==", quiet=1),),
             lambda p, n, every: (gauge("wasp_target_up", p["up"], n, **T),),
             lambda p, at: when(p["up"] == 0, "page", T, 0)),
+        "WaspStandbyTargetDown": Probe(
+            {"up": 0}, (Bound("up", "==", quiet=1),),
+            lambda p, n, every: (gauge("wasp_target_up", p["up"], n, **T),
+                                 gauge("wasp_pg_in_recovery", 1, n, **T)),
+            lambda p, at: when(p["up"] == 0, "warning", T, 0)),
         "WaspQueryFailing": Probe(
             {"ratio": 1}, (Bound("ratio", ">", "query_failing_ratio"),),
             lambda p, n, every: (counter("wasp_query_runs_total", 100, n, **t(query="databases")),

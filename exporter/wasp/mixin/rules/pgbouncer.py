@@ -124,6 +124,18 @@ def probes(cfg: Settings) -> dict[str, Probe]:
                                and p["waiting"] > cfg.pool_waiting_clients_page, "page", db,
                                p["usage"]),
             equivalent="pool_waiting_clients_page is 0 clients: halved or doubled it stays 0"),
+        "WaspPgBouncerClientsNearMax": Probe(
+            {"ratio": 0.95}, (Bound("ratio", ">", "pgbouncer_clients_ratio"),),
+            lambda p, n, every: (gauge("wasp_pgbouncer_list_items", round(1000 * p["ratio"]), n,
+                                       **t(list="used_clients")),
+                                 gauge("wasp_pgbouncer_max_client_connections", 1000, n, **t())),
+            lambda p, at: when(p["ratio"] > cfg.pgbouncer_clients_ratio, "warning", t(),
+                               p["ratio"])),
+        "WaspPgBouncerDatabasePaused": Probe(
+            {"paused": 1}, (Bound("paused", "==", literal=1, quiet=0),),
+            lambda p, n, every: (gauge("wasp_pgbouncer_database_paused", p["paused"], n,
+                                       **t(database="salon")),),
+            lambda p, at: when(p["paused"] == 1, "warning", t(database="salon"), 1)),
         "WaspPgBouncerClientsWaiting": Probe(
             {"wait": 12}, (Bound("wait", ">", "client_wait_seconds"),), waiting,
             lambda p, at: when(p["wait"] > cfg.client_wait_seconds, "warning", pool, p["wait"])),

@@ -271,6 +271,15 @@ def probes(cfg: Settings) -> dict[str, Probe]:
                                  gauge("wasp_pg_replication_slot_wal_status", p["lost"], n,
                                        **slot, wal_status="lost")),
             lambda p, at: when(p["lost"] == 1, "warning", {**slot, "wal_status": "lost"}, 1)),
+        "WaspReplicationSlotNearLimit": Probe(
+            {"ratio": 0.05}, (Bound("ratio", "<", "slot_safe_wal_ratio"),),
+            lambda p, n, every: (
+                gauge("wasp_pg_replication_slot_safe_wal_size_bytes", round(1e10 * p["ratio"]), n,
+                      **slot),
+                gauge("wasp_pg_replication_max_slot_wal_keep_size_bytes", 1e10, n, **t()),
+                gauge("wasp_pg_replication_slot_active", 1, n, **slot)),
+            lambda p, at: when(p["ratio"] < cfg.slot_safe_wal_ratio, "warning", slot,
+                               p["ratio"])),
         "WaspWALReceiverNotStreaming": Probe(
             {"streaming": 0}, (Bound("streaming", "==", quiet=1),),
             lambda p, n, every: (gauge("wasp_pg_standby_wal_receiver_streaming", p["streaming"],
