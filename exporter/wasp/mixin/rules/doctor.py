@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wasp.mixin.promql import num
-from wasp.mixin.rules.boundary import Probe
+from wasp.mixin.rules.boundary import Bound, Probe, gauge, when
 from wasp.mixin.rules.model import Builder, Case, Fired, series, t
 from wasp.mixin.settings import Settings
 
@@ -56,5 +56,16 @@ max_over_time({score}[{cfg.doctor_score_window}]) - {score} >= {num(cfg.doctor_s
 
 
 def probes(cfg: Settings) -> dict[str, Probe]:
-    """How the boundary cases drive each alert of the group (none yet: hand-written cases)."""
-    return {}
+    """How the boundary cases drive each alert of the group."""
+    crit = t(check="backup.archiving", group="backups", severity="critical")
+    return {
+        "WaspDoctorCriticalCheckFailing": Probe(
+            {"status": 2}, (Bound("status", "==", literal=2, quiet=1),),
+            lambda p, n, every: (gauge("wasp_doctor_check_status", p["status"], n, **crit),),
+            lambda p, at: when(p["status"] == 2, "warning", crit, 2)),
+        "WaspDoctorScoreDropped": Probe(
+            {"score": cfg.doctor_score_min / 2},
+            (Bound("score", "<", "doctor_score_min"),),
+            lambda p, n, every: (gauge("wasp_doctor_score", p["score"], n, **t()),),
+            lambda p, at: when(p["score"] < cfg.doctor_score_min, "warning", t(), p["score"])),
+    }

@@ -3,7 +3,7 @@ leader or paused."""
 
 from __future__ import annotations
 
-from wasp.mixin.rules.boundary import Probe
+from wasp.mixin.rules.boundary import Bound, Probe, gauge, when
 from wasp.mixin.rules.fourcases import four
 from wasp.mixin.rules.model import Builder, Group, T, series, t
 from wasp.mixin.settings import Settings
@@ -98,5 +98,16 @@ sum without (member) ({q("wasp_patroni_member_leader")}) < 1
 
 
 def probes(cfg: Settings) -> dict[str, Probe]:
-    """How the boundary cases drive each alert of the group (none yet: hand-written cases)."""
-    return {}
+    """How the boundary cases drive the Patroni alerts (the others: hand-written cases)."""
+    return {
+        "WaspPatroniNoLeader": Probe(
+            {"leaders": 0}, (Bound("leaders", "<", literal=1, quiet=1),),
+            lambda p, n, every: (
+                gauge("wasp_patroni_member_leader", p["leaders"], n, **P, member="pg1"),
+                gauge("wasp_patroni_member_leader", 0, n, **P, member="pg2")),
+            lambda p, at: when(p["leaders"] < 1, "page", P, p["leaders"])),
+        "WaspPatroniPaused": Probe(
+            {"paused": 1}, (Bound("paused", "==", literal=1, quiet=0),),
+            lambda p, n, every: (gauge("wasp_patroni_paused", p["paused"], n, **P),),
+            lambda p, at: when(p["paused"] == 1, "warning", P, 1)),
+    }
