@@ -332,6 +332,31 @@ def probes(cfg: Settings) -> dict[str, Probe]:
         return when(spike or p["cost"] > cfg.ai_cost_max_usd_1h, "warning", h1, p["cost"])
 
     return {
+        "WaspWhatsAppReceiptsOverdue": Probe(
+            {"ratio": 1, "due": 1000},
+            (Bound("ratio", ">", "receipts_overdue_ratio"),
+             Bound("due", ">=", "receipts_min_due", step=1)),
+            lambda p, n, every: (
+                gauge("wasp_app_whatsapp_outbound_stuck_sent", round(p["ratio"] * p["due"]), n,
+                      **h1),
+                gauge("wasp_app_whatsapp_outbound_receipt_due", p["due"], n, **h1)),
+            lambda p, at: when(
+                round(p["ratio"] * p["due"]) / p["due"] > cfg.receipts_overdue_ratio
+                and p["due"] >= cfg.receipts_min_due, "warning", h1,
+                round(p["ratio"] * p["due"]) / p["due"])),
+        "WaspRemindersFailing": Probe(
+            {"ratio": 1, "due": 1000},
+            (Bound("ratio", ">", "reminders_failed_ratio"),
+             Bound("due", ">=", "reminders_min_due_1h", step=1)),
+            lambda p, n, every: (
+                gauge("wasp_app_reminders_due", round(p["ratio"] * p["due"]), n,
+                      **t(window="1h", status="FAILED")),
+                gauge("wasp_app_reminders_due", p["due"] - round(p["ratio"] * p["due"]), n,
+                      **t(window="1h", status="SENT"))),
+            lambda p, at: when(
+                round(p["ratio"] * p["due"]) / p["due"] > cfg.reminders_failed_ratio
+                and p["due"] >= cfg.reminders_min_due_1h, "warning", h1,
+                round(p["ratio"] * p["due"]) / p["due"])),
         "WaspAIBudgetExceeded": Probe(
             {"cost": 2 * cfg.ai_daily_budget_usd}, (Bound("cost", ">", "ai_daily_budget_usd"),),
             lambda p, n, every: (
