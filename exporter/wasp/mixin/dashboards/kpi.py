@@ -191,7 +191,7 @@ KPI = Dashboard(
     "success, RTO, RPO, pool usage; the SLOs' error budgets; wasp doctor's score and failing "
     "checks. The other boards are in the wasp dashboards menu above.",
     _panel_functions(),
-    variables=(("target", "Target", "wasp_target_up"),
+    variables=(("job", "Job", "wasp_target_up"), ("target", "Target", "wasp_target_up"),
                ("stanza", "Stanza", "wasp_backup_repository_up")),
     tags=("kpi", "home"),
     time_from="now-30d",
