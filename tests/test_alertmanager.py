@@ -21,6 +21,7 @@ import yaml
 from helpers import require_tool
 from wasp.companions.pgcluster import free_port
 from wasp.demo.alerting import DEMO, alertmanager_for_receiver
+from wasp.demo.receiver import Receiver, read_notifications
 from wasp.mixin import alertmanager
 from wasp.mixin.rules import build
 from wasp.mixin.rules.files import _annotations
@@ -219,3 +220,20 @@ def test_the_demo_points_every_receiver_at_its_local_receiver() -> None:
     assert urls and all(u.startswith("http://127.0.0.1:1/") for u in urls)
     assert conf["templates"] == ["templates/*.tmpl"]
     assert "_file" not in yaml.safe_dump(conf) and "credentials" not in yaml.safe_dump(conf)
+
+
+def test_the_demo_receiver_records_the_watchdog_webhook(tmp_path: Path) -> None:
+    r = Receiver(tmp_path / "n.jsonl").start()
+    try:
+        body = {"status": "firing", "alerts": [{
+            "status": "firing", "labels": {"alertname": "Watchdog", "severity": "none"},
+            "annotations": {"summary": "the alert path works"}}]}
+        req = urllib.request.Request(f"{r.url}/webhook/watchdog", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        r.stop()
+    [n] = read_notifications(tmp_path / "n.jsonl")
+    assert (n.receiver, n.channel, n.alertname, n.status) == ("webhook", "watchdog", "Watchdog",
+                                                              "firing")
