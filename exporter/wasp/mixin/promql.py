@@ -15,12 +15,20 @@ from collections.abc import Mapping, Sequence
 
 from wasp.catalog import catalog
 
-__all__ = ["PROMETHEUS_METRICS", "SCRAPE_LABELS", "Selectors", "labels_of", "num", "quote"]
+__all__ = ["NODE_METRICS", "PROMETHEUS_METRICS", "SCRAPE_LABELS", "Selectors", "labels_of", "num",
+           "quote"]
 
 #: labels Prometheus attaches at scrape time (not in the catalog, on every series)
 SCRAPE_LABELS = ("job", "instance")
 #: metrics that Prometheus itself produces for a scrape job
 PROMETHEUS_METRICS: dict[str, tuple[str, ...]] = {"up": SCRAPE_LABELS}
+_FILESYSTEM = (*SCRAPE_LABELS, "device", "fstype", "mountpoint")
+#: node_exporter's metrics the rules use (scraped as their own job: `Settings.node_selector`)
+NODE_METRICS: dict[str, tuple[str, ...]] = {
+    "node_filesystem_avail_bytes": _FILESYSTEM,
+    "node_filesystem_size_bytes": _FILESYSTEM,
+    "node_filesystem_readonly": _FILESYSTEM,
+}
 _OPERATORS = ("=~", "!=", "!~")
 
 
@@ -30,6 +38,8 @@ def labels_of(name: str, recorded: Mapping[str, tuple[str, ...]] | None = None) 
         return (*SCRAPE_LABELS, *recorded[name])
     if name in PROMETHEUS_METRICS:
         return PROMETHEUS_METRICS[name]
+    if name in NODE_METRICS:
+        return NODE_METRICS[name]
     base, _, suffix = name.rpartition("_")
     if suffix in ("bucket", "sum", "count") and base in catalog() \
             and catalog().get(base).spec.type == "histogram":

@@ -60,6 +60,10 @@ FOR_DEFAULTS: dict[str, str] = {
     "WaspAILatencyHigh": "15m",
     "WaspRemindersOverdue": "10m",
     "WaspDoubleBookings": "15m",
+    "WaspWebhookProcessingSlow": "15m",
+    "WaspWhatsAppReceiptsOverdue": "15m",
+    "WaspRemindersFailing": "15m",
+    "WaspAIBudgetExceeded": "5m",
     # postgres
     "WaspPostgresConnectionsHigh.warning": "10m",
     "WaspPostgresConnectionsHigh.page": "5m",
@@ -73,6 +77,21 @@ FOR_DEFAULTS: dict[str, str] = {
     "WaspPostgresCacheHitRatioLow": "30m",
     "WaspPostgresPendingRestart": "1h",
     "WaspPostgresArchiverFailing": "15m",
+    # storage
+    "WaspFilesystemFillingUp": "1h",
+    "WaspFilesystemFillingUpFast": "30m",
+    "WaspPostgresWALGrowing": "15m",
+    "WaspPostgresPageChecksumFailures": "1m",
+    "WaspPostgresAutovacuumBehind": "1h",
+    "WaspPostgresAutovacuumWorkersBusy": "1h",
+    "WaspPostgresTableBloated": "1h",
+    "WaspPostgresCheckpointsRequested": "30m",
+    # failover
+    "WaspPostgresRestarted": "1m",
+    "WaspPostgresTwoPrimaries": "1m",
+    "WaspPostgresFailover": "1m",
+    "WaspPatroniNoLeader": "1m",
+    "WaspPatroniPaused": "1h",
     # replication
     "WaspStandbyReplayDelayHigh": "5m",
     "WaspStandbyHeartbeatStale": "5m",
@@ -81,6 +100,7 @@ FOR_DEFAULTS: dict[str, str] = {
     "WaspReplicationSlotInactive": "15m",
     "WaspReplicationSlotWALLost": "5m",
     "WaspWALReceiverNotStreaming": "5m",
+    "WaspReplicationSlotNearLimit": "5m",
     # backup
     "WaspBackupTooOld": "15m",
     "WaspBackupNotProven": "1h",
@@ -90,9 +110,15 @@ FOR_DEFAULTS: dict[str, str] = {
     "WaspBackupRepositoryUnreadable": "10m",
     "WaspWALArchiveBehind": "10m",
     "WaspWALArchiveFailing": "15m",
+    "WaspBackupVerifyFailed": "5m",
+    "WaspBackupPageChecksumErrors": "5m",
+    "WaspBackupStuck": "5m",
+    "WaspBackupMetricsAbsent": "15m",
     # pgbouncer
     "WaspPgBouncerPoolSaturated": "10m",
     "WaspPgBouncerClientsWaiting": "5m",
+    "WaspPgBouncerClientsNearMax": "10m",
+    "WaspPgBouncerDatabasePaused": "15m",
     # log pack
     "WaspFailedLoginsBurst": "0m",
     "WaspPrivilegeChangeOutsideMaintenance": "0m",
@@ -120,6 +146,8 @@ class Settings:
 
     #: matchers put on every rule selector (the scrape job of the exporters)
     selector: tuple[tuple[str, str], ...] = (("job", "wasp"),)
+    #: matchers put on node_exporter selectors (filesystem space)
+    node_selector: tuple[tuple[str, str], ...] = (("job", "node"),)
     #: labels that identify one replication cluster (add e.g. "cluster" when one job watches several)
     cluster_by: tuple[str, ...] = ("job",)
     runbook_url: str = "docs/runbook.md"
@@ -154,6 +182,14 @@ class Settings:
     ai_min_responses_1h: float = 20
     reminders_overdue_seconds: float = 900
     double_bookings_max: float = 0
+    webhook_processing_seconds: float = 2
+    webhook_min_timed_1h: float = 20
+    #: share of the outbound messages due a delivery receipt that are still SENT
+    receipts_overdue_ratio: float = 0.5
+    receipts_min_due: float = 20
+    reminders_failed_ratio: float = 0.2
+    reminders_min_due_1h: float = 10
+    ai_daily_budget_usd: float = 50
     # postgres
     connections_warning: float = 0.80
     connections_page: float = 0.95
@@ -168,11 +204,39 @@ class Settings:
     cache_hit_ratio_min: float = 0.95
     cache_min_blocks_per_second: float = 100
     archiver_failing_window: str = "15m"
+    # storage
+    #: node_exporter filesystem types left out (regex): memory and image filesystems
+    filesystem_fstypes_excluded: str = "tmpfs|ramfs|squashfs|iso9660|overlay"
+    filesystem_trend_window: str = "6h"
+    filesystem_free_warning: float = 0.40
+    filesystem_warning_horizon_seconds: float = 24 * 3600
+    filesystem_free_page: float = 0.15
+    filesystem_page_horizon_seconds: float = 4 * 3600
+    #: pg_wal against max_wal_size + wal_keep_size: above it now, and predicted this far above
+    wal_directory_bound_ratio: float = 1.0
+    wal_directory_predicted_ratio: float = 4.0
+    wal_directory_trend_window: str = "1h"
+    wal_directory_horizon_seconds: float = 4 * 3600
+    checksum_failures_window: str = "1h"
+    #: dead rows over this many times the table's autovacuum trigger
+    autovacuum_behind_ratio: float = 2.0
+    autovacuum_behind_min_dead_rows: float = 10000
+    autovacuum_workers_busy_ratio: float = 1.0
+    table_bloat_ratio: float = 0.5
+    table_bloat_min_bytes: float = 1 * _GiB
+    checkpoints_requested_ratio: float = 0.5
+    checkpoints_requested_min: float = 3
+    checkpoints_window: str = "1h"
+    # failover
+    restart_window: str = "15m"
+    failover_window: str = "30m"
     # replication
     replay_delay_seconds: float = 300
     heartbeat_stale_seconds: float = 120
     expected_standbys: int = 2
     slot_inactive_retained_bytes: float = 1 * _GiB
+    #: an active slot's safe_wal_size below this share of max_slot_wal_keep_size
+    slot_safe_wal_ratio: float = 0.2
     # backup
     full_completed_max_seconds: float = 26 * 3600
     incr_completed_max_seconds: float = 3 * 3600
@@ -181,9 +245,12 @@ class Settings:
     wal_unarchived_bytes: float = 64 * _MiB
     wal_archive_stuck_seconds: float = 900
     wal_archive_failing_window: str = "15m"
+    backup_stuck_seconds: float = 6 * 3600
     # pgbouncer
     pool_usage_ratio: float = 0.9
     client_wait_seconds: float = 5
+    #: client connections over max_client_conn
+    pgbouncer_clients_ratio: float = 0.8
     # log pack
     log_failed_logins_burst: float = 20
     log_failed_logins_window: str = "5m"
@@ -260,7 +327,7 @@ def _convert(name: str, value: Any, node: yaml.Node, file: str, key: str) -> Any
         return SettingsError(file, at.start_mark.line + 1, k, message)
 
     kind = str(_FIELDS[name].type)
-    if name == "selector":
+    if name in ("selector", "node_selector"):
         if not isinstance(value, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise err("expected a mapping of label: value (strings)")

@@ -24,12 +24,14 @@ from wasp.mixin.rules import (
     backup,
     doctor,
     exporter,
+    failover,
     log,
     pgbouncer,
     postgres,
     recording,
     replication,
     slo,
+    storage,
 )
 from wasp.mixin.rules.files import anchor, render
 from wasp.mixin.rules.model import Alert, Builder, Case, Fired, Group, Recording, Series
@@ -43,8 +45,8 @@ __all__ = [
 
 #: the rule groups in output order: recording rules first, so alerts can use them
 GROUPS: tuple[Callable[[Builder], None], ...] = (
-    recording.build, slo.build, exporter.build, app.build, postgres.build,
-    replication.build, backup.build, pgbouncer.build, log.build, doctor.build,
+    recording.build, slo.build, exporter.build, app.build, postgres.build, storage.build,
+    replication.build, failover.build, backup.build, pgbouncer.build, log.build, doctor.build,
 )
 
 

@@ -1,9 +1,11 @@
-"""Alerts on the application: webhooks, WhatsApp, bookings, AI assistant, reminders."""
+"""Alerts on the application: webhooks (silence, failures, processing time), WhatsApp (failures,
+receipts overdue), bookings, AI assistant (cost, latency, daily budget), reminders."""
 
 from __future__ import annotations
 
 from wasp.mixin.promql import num
-from wasp.mixin.rules.model import Builder, Case, Fired, T, series, t, two
+from wasp.mixin.rules.boundary import four
+from wasp.mixin.rules.model import Builder, Case, Fired, Group, T, series, t, two
 
 
 def build(b: Builder) -> None:
@@ -203,3 +205,90 @@ sum without (direction) ({q("wasp_app_ai_timed_responses", window="1h")}) >= {nu
             series("wasp_app_bookings_double_booked", "0x5 2x30", **T),), "30m",
             (Fired(T, 2, "warning"),)),
          Case("none", (series("wasp_app_bookings_double_booked", "0x30", **T),), "30m")])
+
+    _failures(b, g)
+
+
+def _failures(b: Builder, g: Group) -> None:
+    cfg = b.cfg
+    q = b.q()
+    name = "WaspWebhookProcessingSlow"
+    ev = t(window="1h", event_type="message_received")
+    timed = q("wasp_app_webhook_timed_events", window="1h")
+    b.alert(g, name, "warning", q, f"""
+{q("wasp_app_webhook_processing_time_sum_seconds", window="1h")} / {timed}
+  > {num(cfg.webhook_processing_seconds)}
+and {timed} >= {num(cfg.webhook_min_timed_1h)}
+""",
+        "{{ $labels.event_type }} webhooks take {{ $value | humanizeDuration }} on average",
+        "Webhook events of type {{ $labels.event_type }} on {{ $labels.target }} took "
+        "{{ $value | humanizeDuration }} on average to process over the last hour: customers "
+        "wait for answers and WhatsApp retries slow deliveries. The handler waits on the "
+        "database, the LLM or a calendar.",
+        four(cfg, name, "warning", lambda firing, n: (
+            series("wasp_app_webhook_processing_time_sum_seconds", f"{210 if firing else 190}x{n}",
+                   **ev),
+            series("wasp_app_webhook_timed_events", f"100x{n}", **ev)), ev, 2.1,
+            guard=("the minimum of timed events", lambda firing, n: (
+                series("wasp_app_webhook_processing_time_sum_seconds",
+                       f"{num(2.5 * (cfg.webhook_min_timed_1h - (0 if firing else 1)))}x{n}", **ev),
+                series("wasp_app_webhook_timed_events",
+                       f"{num(cfg.webhook_min_timed_1h - (0 if firing else 1))}x{n}", **ev)), 2.5)))
+
+    q = b.q()
+    name = "WaspWhatsAppReceiptsOverdue"
+    w = t(window="1h")
+    due = q("wasp_app_whatsapp_outbound_receipt_due", window="1h")
+    b.alert(g, name, "warning", q, f"""
+{q("wasp_app_whatsapp_outbound_stuck_sent", window="1h")} / {due} > {num(cfg.receipts_overdue_ratio)}
+and {due} >= {num(cfg.receipts_min_due)}
+""",
+        "{{ $value | humanizePercentage }} of WhatsApp messages on {{ $labels.target }} stay SENT",
+        "{{ $value | humanizePercentage }} of the outbound WhatsApp messages that should have a "
+        "delivery receipt by now are still SENT on {{ $labels.target }}: receipts stopped "
+        "arriving (the status webhook, WhatsApp) or messages are not delivered.",
+        four(cfg, name, "warning", lambda firing, n: (
+            series("wasp_app_whatsapp_outbound_stuck_sent", f"{51 if firing else 49}x{n}", **w),
+            series("wasp_app_whatsapp_outbound_receipt_due", f"100x{n}", **w)), w, 0.51,
+            guard=("the minimum of messages due", lambda firing, n: (
+                series("wasp_app_whatsapp_outbound_stuck_sent",
+                       f"{num(cfg.receipts_min_due - (0 if firing else 1))}x{n}", **w),
+                series("wasp_app_whatsapp_outbound_receipt_due",
+                       f"{num(cfg.receipts_min_due - (0 if firing else 1))}x{n}", **w)), 1)))
+
+    q = b.q()
+    name = "WaspRemindersFailing"
+    rem = "wasp_app_reminders_due"
+    all_ = f'sum without (status) ({q(rem, window="1h")})'
+    b.alert(g, name, "warning", q, f"""
+sum without (status) ({q(rem, window="1h", status="FAILED")}) / {all_}
+  > {num(cfg.reminders_failed_ratio)}
+and {all_} >= {num(cfg.reminders_min_due_1h)}
+""",
+        "{{ $value | humanizePercentage }} of the reminders on {{ $labels.target }} fail",
+        "{{ $value | humanizePercentage }} of the reminders due in the last hour on "
+        "{{ $labels.target }} failed to send: customers miss their reminders. reminders.last_error "
+        "says why (an expired template, the WhatsApp token, a rate limit).",
+        four(cfg, name, "warning", lambda firing, n: (
+            series(rem, f"{21 if firing else 19}x{n}", **t(window="1h", status="FAILED")),
+            series(rem, f"{79 if firing else 81}x{n}", **t(window="1h", status="SENT"))),
+            t(window="1h"), 0.21,
+            guard=("the minimum of reminders due", lambda firing, n: (
+                series(rem, f"{num(cfg.reminders_min_due_1h - (0 if firing else 1))}x{n}",
+                       **t(window="1h", status="FAILED")),), 1)))
+
+    q = b.q()
+    name = "WaspAIBudgetExceeded"
+    b.alert(g, name, "warning", q, f"""
+sum without (model) ({q("wasp_app_ai_cost_today_usd")}) > {num(cfg.ai_daily_budget_usd)}
+""",
+        "AI spend on {{ $labels.target }} is {{ $value | humanize }} USD today",
+        "The LLM cost of today (UTC) on {{ $labels.target }} is {{ $value | humanize }} USD, over "
+        f"the daily budget of {num(cfg.ai_daily_budget_usd)} USD "
+        "(wasp_app_salon_ai_cost_usd shows which salons spend it): a loop, abuse or a model "
+        "change.",
+        four(cfg, name, "warning", lambda firing, n: (
+            series("wasp_app_ai_cost_today_usd", f"{30.5 if firing else 29.5}x{n}",
+                   **t(model="gpt-4")),
+            series("wasp_app_ai_cost_today_usd", f"20x{n}", **t(model="gpt-4o-mini"))),
+            T, 50.5))

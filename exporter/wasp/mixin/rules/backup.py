@@ -1,11 +1,13 @@
-"""Alerts on backups: age, drills, repository, WAL archiving."""
+"""Alerts on backups: age, drills, repository, WAL archiving, verify, corrupt pages, a stuck
+backup, missing backup metrics."""
 
 from __future__ import annotations
 
 import math
 
 from wasp.mixin.promql import num
-from wasp.mixin.rules.model import Builder, Case, Fired, S, series, st, t
+from wasp.mixin.rules.boundary import four
+from wasp.mixin.rules.model import Builder, Case, Fired, Group, S, T, series, st, t
 from wasp.mixin.settings import spoken
 
 
@@ -144,3 +146,72 @@ increase({q("wasp_wal_archive_failures_total")}[{cfg.wal_archive_failing_window}
             (Fired(t(stanza="main"), 15, "warning"),)),
          Case("an old failure", (
              series("wasp_wal_archive_failures_total", "0x5 1x60", **t(stanza="main")),), "40m")])
+
+    _failures(b, g)
+
+
+def _failures(b: Builder, g: Group) -> None:
+    cfg = b.cfg
+    q = b.q()
+    name = "WaspBackupVerifyFailed"
+    stanza = st()
+    b.alert(g, name, "warning", q, f"""
+{q("wasp_backup_verify_last_success")} == 0
+""",
+        "The last verify of {{ $labels.stanza }}'s repository found invalid files",
+        "`wasp backup verify` checked every file of stanza {{ $labels.stanza }}'s repository "
+        "against its checksum and found invalid or missing ones "
+        "(wasp_backup_verify_invalid_files): a backup or WAL file that cannot be restored. "
+        "Take a new full backup, then find what damaged the repository.",
+        four(cfg, name, "warning", lambda firing, n: (
+            series("wasp_backup_verify_last_success", f"{0 if firing else 1}x{n}", **stanza),),
+            stanza, 0))
+
+    q = b.q()
+    name = "WaspBackupPageChecksumErrors"
+    repo = st(repo="1")
+    b.alert(g, name, "warning", q, f"""
+{q("wasp_backup_page_checksum_error_backups")} > 0
+""",
+        "{{ $value }} backups of {{ $labels.stanza }} hold pages with checksum errors",
+        "pgBackRest found data pages with a wrong checksum while backing up stanza "
+        "{{ $labels.stanza }} (repo {{ $labels.repo }}) in {{ $value }} kept backups: the "
+        "database has corrupt pages (wasp_pg_database_checksum_failures_total) and those backups "
+        "carry them. None of them counts as good.",
+        four(cfg, name, "warning", lambda firing, n: (
+            series("wasp_backup_page_checksum_error_backups", f"{1 if firing else 0}x{n}",
+                   **repo),), repo, 1))
+
+    q = b.q()
+    name = "WaspBackupStuck"
+    full = st(type="full")
+    stuck = cfg.backup_stuck_seconds
+    b.alert(g, name, "warning", q, f"""
+time() - {q("wasp_backup_last_attempt_timestamp_seconds")} > {num(stuck)}
+and {q("wasp_backup_last_attempt_running")} == 1
+""",
+        "A {{ $labels.type }} backup of {{ $labels.stanza }} runs for {{ $value | humanizeDuration }}",
+        "The {{ $labels.type }} backup of stanza {{ $labels.stanza }} started "
+        "{{ $value | humanizeDuration }} ago and has not finished: it hangs (storage, network, a "
+        "lock) or its process died without a record. While it holds the stanza's lock no other "
+        "backup runs.",
+        # the attempt started this long before the test's time 0: ten minutes short of stuck
+        four(cfg, name, "warning", lambda firing, n: (
+            series("wasp_backup_last_attempt_timestamp_seconds",
+                   f"{num(-(stuck - 600) if firing else -(stuck - 2400))}x{n}", **full),
+            series("wasp_backup_last_attempt_running", f"1x{n}", **full)),
+            full, lambda at: 60 * at + stuck - 600, lead=11))
+
+    q = b.q()
+    name = "WaspBackupMetricsAbsent"
+    b.alert(g, name, "warning", q, f"""
+absent({q("wasp_backup_repository_up")})
+""",
+        "No backup metrics",
+        "No exporter reports wasp_backup_repository_up: the backup pack is not configured, "
+        "or its collector cannot run. Without it nothing here says whether a backup exists, "
+        "so every other backup alert stays silent.",
+        four(cfg, name, "warning", lambda firing, n: (
+            series("wasp_target_up", f"1x{n}", **T),
+            *(() if firing else (series("wasp_backup_repository_up", f"1x{n}", **st(repo="1")),)),
+        ), dict(cfg.selector), 1))

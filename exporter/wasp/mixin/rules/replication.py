@@ -1,9 +1,11 @@
-"""Alerts on replication: replay delay, heartbeat, standbys, slots, WAL receiver."""
+"""Alerts on replication: replay delay, heartbeat, standbys, slots (inactive, lost, near their
+limit), WAL receiver."""
 
 from __future__ import annotations
 
 from wasp.mixin.promql import num
-from wasp.mixin.rules.model import Builder, Case, Fired, series, t
+from wasp.mixin.rules.boundary import four
+from wasp.mixin.rules.model import Builder, Case, Fired, Group, T, series, t
 
 
 def build(b: Builder) -> None:
@@ -148,3 +150,29 @@ and {q("wasp_pg_replication_slot_active")} == 0
             "15m", (Fired(t(target="replica1"), 0, "warning"),)),
          Case("streaming", (
              series("wasp_pg_standby_wal_receiver_streaming", "1x20", **t(target="replica1")),), "15m")])
+
+    _slot_near_limit(b, g)
+
+
+def _slot_near_limit(b: Builder, g: Group) -> None:
+    cfg = b.cfg
+    q = b.q()
+    name = "WaspReplicationSlotNearLimit"
+    slot = t(slot_name="r1", slot_type="physical")
+    b.alert(g, name, "warning", q, f"""
+{q("wasp_pg_replication_slot_safe_wal_size_bytes")}
+  / ignoring (slot_name, slot_type) group_left {q("wasp_pg_replication_max_slot_wal_keep_size_bytes")}
+  < {num(cfg.slot_safe_wal_ratio)}
+and {q("wasp_pg_replication_slot_active")} == 1
+""",
+        "Slot {{ $labels.slot_name }} on {{ $labels.target }} has {{ $value | humanizePercentage }} of its WAL limit left",
+        "Active replication slot {{ $labels.slot_name }} on {{ $labels.target }} can lose only "
+        "{{ $value | humanizePercentage }} of max_slot_wal_keep_size more before PostgreSQL "
+        "invalidates it: its standby falls behind faster than it replays and will need a "
+        "rebuild once the slot is lost.",
+        four(cfg, name, "warning", lambda firing, n: (
+            series("wasp_pg_replication_slot_safe_wal_size_bytes",
+                   f"{1_900_000_000 if firing else 2_100_000_000}x{n}", **slot),
+            series("wasp_pg_replication_max_slot_wal_keep_size_bytes", f"10000000000x{n}", **T),
+            series("wasp_pg_replication_slot_active", f"1x{n}", **slot)),
+            slot, 1.9e9 / 1e10))
