@@ -32,11 +32,24 @@ def exporter_config(topo: Topology, *, backups: bool) -> dict[str, Any]:
         targets["pgbouncer"] = {"type": "pgbouncer", "dsn": (
             f"host=127.0.0.1 port={ports['pgbouncer']} dbname=pgbouncer user={STATS_USER} "
             "connect_timeout=3")}
+    packs: dict[str, Any] = {"app": {"options": {"top_salons": 10}}}
+    # the readiness checks on the primary, on a slow interval
+    targets["primary"]["packs"].append("doctor")
+    packs["doctor"] = {"options": {"interval": "5m", **(
+        {"pgbouncer_target": "pgbouncer"} if "pgbouncer" not in topo.skipped else {})}}
+    if "pgbouncer" not in topo.skipped:
+        # availability as the application sees it: through PgBouncer, every few seconds
+        probe_dsn = home / "probe.dsn"
+        probe_dsn.write_text(topo.bouncer_dsn() + "\n")
+        probe_dsn.chmod(0o600)
+        targets["primary"]["packs"].append("probe")
+        packs["probe"] = {"options": {"dsn_file": str(probe_dsn), "interval": "5s",
+                                      "timeout": "2s"}}
     cfg: dict[str, Any] = {
         "server": {"listen": f"127.0.0.1:{ports['exporter']}", "status_dir": str(home / "status"),
                    "stale_after": "5m"},
         "targets": targets,
-        "packs": {"app": {"options": {"top_salons": 10}}},
+        "packs": packs,
         "replica": {
             "superuser": "postgres",
             "nodes": {r: {"datadir": str(home / r), "port": ports[r]} for r in REPLICAS},
