@@ -14,13 +14,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from test_dashboards import _exprs, substitute
 
 pytestmark = pytest.mark.slow
+
+RULES = Path(__file__).resolve().parents[1] / "rules"
 
 #: panels that may be empty on the test topology, and why (everything else must have data)
 _LOG = "the demo's servers do not write jsonlog, so the log pack does not run there"
@@ -68,3 +72,9 @@ def test_every_panel_query_has_data_on_the_demo_topology(stack: Any) -> None:
             empty.append(f"{dash} / {title}: {substitute(expr)}")
     assert not failed, "\n".join(failed)
     assert not empty, "panels without data:\n" + "\n".join(empty)
+    # the SLI recording rules (the SLOs' error ratios and budgets) answer on the topology too
+    slo = yaml.safe_load((RULES / "wasp-slo.yml").read_text())
+    records = [r["record"] for g in slo["groups"] for r in g["rules"] if "record" in r]
+    assert records
+    no_data = [r for r in records if not _query(prom, r)["data"]["result"]]
+    assert not no_data, f"SLO recording rules without data: {no_data}"
