@@ -122,8 +122,8 @@ EDGE_BOOKINGS = [
     ("EDGE-D", "edge-m1", 270, 330, "CANCELLED"),     # overlaps C, but cancelled: neither counts
     ("EDGE-E", "edge-m2", 210, 270, "CONFIRMED"),     # overlaps A in time, other master
     ("EDGE-F", None, 180, 240, "CONFIRMED"),          # no master
-    ("EDGE-G", "edge-m3", -30, 30, "CONFIRMED"),      # under way (not upcoming) ...
-    ("EDGE-H", "edge-m3", 10, 20, "RESCHEDULED"),     # ... and H inside it: H is double
+    ("EDGE-G", "edge-m3", -30, 600, "CONFIRMED"),     # under way (not upcoming) ...
+    ("EDGE-H", "edge-m3", 120, 150, "RESCHEDULED"),   # ... and H inside it: H is double
 ]
 EDGE_DOUBLE = {"EDGE-A", "EDGE-B", "EDGE-H"}
 

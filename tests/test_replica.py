@@ -189,6 +189,12 @@ async def test_setup_builds_two_streaming_replicas(topo: Topology) -> None:
     assert oct((r1 / "wasp_replication.pgpass").stat().st_mode & 0o777) == "0o600"
     hba = (topo.p0.datadir / "pg_hba.conf").read_text()
     assert hba.count("wasp_replication") == 1
+    # the primary's socket lock, copied by pg_basebackup, is gone: naming a pid that may still
+    # be taken (a zombie in a container), it would keep the replica from starting later
+    for r in ("r1", "r2"):
+        node = topo.nodes[r]
+        assert sorted(p.name for p in node.datadir.glob(".s.PGSQL.*.lock")) == [
+            f".s.PGSQL.{node.port}.lock"]
     assert hba.splitlines()[0].startswith("host\treplication\twasp_replication\t127.0.0.1/32")
 
 
@@ -474,6 +480,8 @@ async def test_failover_promote_repoint_and_rejoin(
         topo.timings["rejoin_old_primary"] = time.monotonic() - psql_started
         assert rc == 0, err
         assert "method: rewind" in out
+        assert sorted(p.name for p in p0.datadir.glob(".s.PGSQL.*.lock")) == [
+            f".s.PGSQL.{p0.port}.lock"]
         wait_for("heartbeats through the new primary", lambda: psql(
             p0, "SELECT 1 FROM wasp.heartbeat WHERE clock_timestamp() - beat_at < '2s'"
                 f" AND source LIKE '%:{r1.port}'"))

@@ -176,17 +176,24 @@ async def test_patroni_cluster_members_roles_lag_timeline(patroni_cluster: dict[
     fams = _by_name(await c.collect(CollectContext(now=time.time(), status_dir=tmp_path)))
     assert fams["wasp_patroni_members"].samples == ((("wasp",), 2.0),)
     assert fams["wasp_patroni_paused"].samples == ((("wasp",), 0.0),)
+    # which member leads depends on whether the switchover test ran first (random order):
+    # Patroni's own /cluster says, and the collector must agree with it
+    with urllib.request.urlopen(f"{m['pg1']['api']}/cluster", timeout=10) as r:
+        cluster = json.load(r)
+    lead = next(x["name"] for x in cluster["members"] if x["role"] in ("leader", "master"))
+    other = "pg2" if lead == "pg1" else "pg1"
+    tl = float(next(x["timeline"] for x in cluster["members"] if x["name"] == lead))
     leader = dict(fams["wasp_patroni_member_leader"].samples)
-    assert leader == {("wasp", "pg1"): 1.0, ("wasp", "pg2"): 0.0}
+    assert leader == {("wasp", lead): 1.0, ("wasp", other): 0.0}
     assert dict(fams["wasp_patroni_member_running"].samples) == {("wasp", "pg1"): 1.0,
                                                                   ("wasp", "pg2"): 1.0}
-    assert dict(fams["wasp_patroni_member_timeline_id"].samples) == {("wasp", "pg1"): 1.0,
-                                                                      ("wasp", "pg2"): 1.0}
+    assert dict(fams["wasp_patroni_member_timeline_id"].samples) == {("wasp", "pg1"): tl,
+                                                                      ("wasp", "pg2"): tl}
     lag = dict(fams["wasp_patroni_member_lag_bytes"].samples)
-    assert lag[("wasp", "pg1")] == 0 and 0 <= lag[("wasp", "pg2")] < 2**20
+    assert lag[("wasp", lead)] == 0 and 0 <= lag[("wasp", other)] < 2**20
     info = {s[0][1]: s[0] for s in fams["wasp_patroni_member_info"].samples}
-    assert info["pg1"][2] in ("leader", "master")
-    assert info["pg2"][2] in ("replica", "sync_standby")
+    assert info[lead][2] in ("leader", "master")
+    assert info[other][2] in ("replica", "sync_standby")
     assert info["pg2"][5] == str(m["pg2"]["pg_port"])
 
 

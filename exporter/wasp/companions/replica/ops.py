@@ -49,6 +49,7 @@ from wasp.companions.replica.steps import (
     check_name,
     check_port,
     configure_standby,
+    drop_copied_socket_locks,
     empty_target,
     inspect_primary,
     prepare_primary,
@@ -340,6 +341,7 @@ def _pg_rewind(node: Node, primary_dsn: str, superuser: str, *, timeout: float) 
                          "--source-server", source], timeout=timeout)
     except ClusterError as e:
         return str(e).splitlines()[-1][:500] if str(e) else "pg_rewind failed"
+    drop_copied_socket_locks(node.datadir)
     return None
 
 

@@ -270,6 +270,19 @@ def base_backup(access: Access, primary: Endpoint, node: Node, *, timeout: float
                         env=tool_env(access), timeout=timeout)
     except ClusterError as e:
         raise ReplicaError(f"base backup failed: {e}") from None
+    drop_copied_socket_locks(node.datadir)
+
+
+def drop_copied_socket_locks(datadir: Path) -> None:
+    """Remove socket lock files that pg_basebackup or pg_rewind copied from the source.
+
+    A server whose socket directory is its data directory keeps `.s.PGSQL.<port>.lock` there,
+    and neither tool leaves it out. Such a file names the source's postmaster: when that
+    process id is still taken (a zombie, a reused pid) the new server refuses to start.
+    The server writes its own lock when it starts, so a copied one is never right.
+    """
+    for lock in datadir.glob(".s.PGSQL.*.lock"):
+        lock.unlink(missing_ok=True)
 
 
 def configure_standby(node: Node, access: Access, p_state: ServerState, primary: Endpoint) -> None:
