@@ -421,6 +421,36 @@ async def test_ready_with_one_target_down(dsn: str, silent_port: int) -> None:
         await runner.cleanup()
 
 
+async def test_a_hung_target_keeps_to_its_own_slots(dsn: str) -> None:
+    """A target whose queries hang holds at most its pool_max of the global query slots: its
+    queued queries wait for the target's slot without taking a global one, so another
+    target's query keeps its interval."""
+    hang = "select 1 as n from pg_sleep(4.5)"
+    cfg = parse_config({
+        "server": {"status_dir": "/tmp/wasp-test-status", "max_concurrent_queries": 2},
+        "targets": {"good": {"dsn": dsn, "packs": []},
+                    "hung": {"dsn": dsn, "packs": [], "pool_max": 1}},
+        "queries": {
+            "fast": gauge_query("select 1 as n", "wasp_test_fast", targets=["good"],
+                                interval="1s"),
+            **{f"hang_{i}": gauge_query(hang, f"wasp_test_hang_{i}", targets=["hung"],
+                                        interval="5s", timeout="5s") for i in range(3)}},
+    })
+    engine = make_engine(cfg)
+    await engine.start()
+    try:
+        fast = next(st for st in engine.states.values() if st.collector.target == "good")
+        await asyncio.sleep(1.5)  # the hung target's three queries are all under way by now
+        before, t0 = fast.runs, time.monotonic()
+        await asyncio.sleep(6)
+        ran, elapsed = fast.runs - before, time.monotonic() - t0
+        # one run a second; half of that allows for a loaded machine. Were the hung target's
+        # queued queries holding the two global slots, the fast query would wait ~4.5 s.
+        assert ran >= elapsed / 2, f"{ran} runs in {elapsed:.1f}s"
+    finally:
+        await engine.stop()
+
+
 def _server_pids(c: LocalCluster) -> list[int]:
     """The postmaster and its children."""
     postmaster = int((c.datadir / "postmaster.pid").read_text().split()[0])
