@@ -220,7 +220,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     setup_logging(args.log_level or cfg.server.log_level, cfg.server.log_format)
-    superusers, _unreachable = _check_roles(cfg)
+    superusers, unreachable = _check_roles(cfg)
     if superusers and not args.allow_superuser:
         print(f"error: refusing to run as a superuser on target(s) {', '.join(superusers)}: "
               "a monitor needs only pg_monitor and SELECT on the tables it reads, and a "
@@ -229,9 +229,10 @@ def cmd_exporter(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     # an unreachable target was logged with libpq's whole reason; --once still runs the round,
-    # so the exposition shows it (wasp_target_up 0, the connection error's cause) and exits 1
+    # so the exposition shows it (wasp_target_up 0, the connection error's cause) and exits 1,
+    # without trying it a second time
     if args.once:
-        return asyncio.run(_once(cfg))
+        return asyncio.run(_once(cfg, unreachable))
     return asyncio.run(_serve(cfg, guard))
 
 
@@ -247,29 +248,40 @@ def _web_guard(cfg: Any, override: str | None) -> Any:
                     unauthenticated=cfg.server.unauthenticated_paths)
 
 
-def _check_roles(cfg: Any) -> tuple[list[str], list[str]]:
-    """The PostgreSQL targets whose role is a superuser, and those not reachable now.
+def _check_roles(cfg: Any) -> tuple[list[str], dict[str, Exception]]:
+    """The PostgreSQL targets whose role is a superuser, and why the others cannot be reached.
 
     The server reports ``is_superuser`` when the session starts, so this costs
-    one connection per target and no statement. A target that cannot be
-    reached is logged with libpq's whole reason (a certificate that does not
+    one connection per target and no statement, all targets at once (so N
+    unreachable targets cost one connect timeout, not N). A target that cannot
+    be reached is logged with libpq's whole reason (a certificate that does not
     match the host name, an unknown CA, a refused password).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import psycopg
 
-    out, unreachable = [], []
-    for t in cfg.targets:
-        if t.type != "postgres":
-            continue
+    def check(t: Any) -> bool | Exception:
         try:
             with psycopg.connect(t.dsn(), connect_timeout=max(1, round(t.connect_timeout)),
                                  application_name="wasp") as conn:
-                if conn.info.parameter_status("is_superuser") == "on":
-                    out.append(t.name)
+                return conn.info.parameter_status("is_superuser") == "on"
         except psycopg.Error as e:
-            unreachable.append(t.name)
-            reason = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
-            log.error("target %s: cannot connect: %s", t.name, reason or type(e).__name__)
+            return e
+
+    targets = [t for t in cfg.targets if t.type == "postgres"]
+    if not targets:
+        return [], {}
+    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+        results = list(pool.map(check, targets))
+    out, unreachable = [], {}
+    for t, r in zip(targets, results, strict=True):
+        if isinstance(r, Exception):
+            unreachable[t.name] = r
+            reason = " ".join(line.strip() for line in str(r).splitlines() if line.strip())
+            log.error("target %s: cannot connect: %s", t.name, reason or type(r).__name__)
+        elif r:
+            out.append(t.name)
     return out, unreachable
 
 
@@ -304,8 +316,18 @@ def _fleet(cfg: Any) -> Any:
     return Fleet(engine, settings, factory=make_engine, budget=budget)
 
 
-async def _once(cfg: Any) -> int:
+async def _once(cfg: Any, unreachable: dict[str, Exception] | None = None) -> int:
+    from wasp.exporter.db import ConnectError, connect_cause
+
     engine = _fleet(cfg).engine
+    # the attempt that just failed counts as this round's one try of the target
+    for name, e in (unreachable or {}).items():
+        t = engine.targets.get(name)
+        if t is not None and t.db is not None:
+            first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            t.failed(ConnectError(connect_cause(e), f"cannot connect to target {name!r}: {first}"),
+                     one_round=True)
+            t.checked_once = True
     try:
         rendered = await engine.run_once()
     finally:
