@@ -354,7 +354,7 @@ def silent_port() -> Iterator[int]:
 
 def test_once_with_down_targets_is_bounded(tmp_path: Path) -> None:
     """Unreachable targets with the app and postgres packs: each tried once, all at once."""
-    connect_timeout = 3.0
+    connect_timeout = 5.0
     silent = socket.socket()  # accepts TCP connections and never answers (a server that hangs)
     silent.bind(("127.0.0.1", 0))
     silent.listen(64)
@@ -388,7 +388,7 @@ targets:
     assert attempts == 3, f"{attempts} connection attempts to the three silent targets"
     assert r.returncode == 1, r.stderr
     # one after the other they would take 3 connect timeouts (and twice that tried twice)
-    assert took - baseline < 2 * connect_timeout + 5, f"--once took {took:.1f}s ({baseline:.1f}s to start)"
+    assert took - baseline < 2 * connect_timeout, f"--once took {took:.1f}s ({baseline:.1f}s to start)"
     for target, reason in (("refused", "refused"), *((f"silent{i}", "timeout") for i in range(3))):
         assert value(r.stdout, "wasp_target_up", target=target) == 0
         assert value(r.stdout, "wasp_target_connection_errors_total", target=target,
