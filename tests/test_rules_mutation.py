@@ -2,7 +2,8 @@
 to 0 and doubled, and each of its thresholds halved and doubled, fail that alert's promtool tests.
 
 Only the mutated alert's tests run (filtered out of its group's files), against the
-recording rules and its group's mutated rule file, several promtool processes at once.
+recording rules and its group's mutated rule file, several promtool processes at once, in
+batches that stop at the first failing test.
 A mutant whose rule file is identical to the original is equivalent; the alert's probe
 must say why (`Probe.equivalent`). An alert without a probe (`wasp.mixin.rules.uncovered`)
 is not mutated: the test lists it as not covered.
@@ -10,7 +11,9 @@ is not mutated: the test lists it as not covered.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -63,36 +66,74 @@ def mutants() -> Iterator[Mutant]:
                                  base.replace(**{field: changed}))
 
 
-def _only(tests: dict[str, Any], alert: str) -> dict[str, Any] | None:
-    kept = [t for t in tests["tests"]
-            if any(a["alertname"] == alert for a in t.get("alert_rule_test", []))]
-    return {**tests, "tests": kept} if kept else None
+#: the name of a generated `for` case (wasp.mixin.rules.boundary)
+_FOR_CASE = re.compile(r": boundary: \w+ (one interval before|at) for \d+m$")
+
+
+@functools.cache
+def _parsed(text: str) -> dict[str, Any]:
+    """A test file as data (parsed once; not to be changed)."""
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+def _tests_of(original: dict[str, str], group: str, alert: str
+              ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """The alert's tests in its group's test files: (file, file without its tests, test).
+
+    The boundary cases come first, the `for` cases first of all: they are the ones a mutant
+    fails, so the run can stop early.
+    """
+    out = []
+    for path, text in original.items():
+        if not (path.startswith(f"tests/{group}.") or path.startswith(f"tests/{group}-")):
+            continue
+        data = _parsed(text)
+        head = {k: v for k, v in data.items() if k != "tests"}
+        out += [(path, head, t) for t in data["tests"]
+                if any(a["alertname"] == alert for a in t.get("alert_rule_test", []))]
+
+    def order(test: dict[str, Any]) -> int:
+        name = test["name"]
+        return 0 if _FOR_CASE.search(name) else 1 if ": boundary: " in name else 2
+    return sorted(out, key=lambda x: order(x[2]))
 
 
 def _run(m: Mutant, original: dict[str, str], promtool: str) -> tuple[Mutant, str]:
-    """'killed', 'equivalent' or 'survived'."""
-    files = render_files(m.settings, tests=False)
+    """'killed', 'equivalent' or 'survived'.
+
+    The alert's tests run in batches of 1, 2, 4 ... tests, stopping at the first that fails.
+    """
     rule_file = f"{m.group}.yml"
+    files = render_files(m.settings, tests=False, only=(rule_file, "wasp-recording.yml"))
     if files[rule_file] == original[rule_file] and \
             files["wasp-recording.yml"] == original["wasp-recording.yml"]:
         return m, "equivalent"
+    tests = _tests_of(original, m.group, m.alert)
+    assert tests, f"no test of {m.alert}"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "tests").mkdir()
         for name in (rule_file, "wasp-recording.yml"):
             (root / name).write_text(files[name])
-        runs = []
-        for path, text in original.items():
-            if not (path.startswith(f"tests/{m.group}.") or path.startswith(f"tests/{m.group}-")):
-                continue
-            kept = _only(yaml.safe_load(text), m.alert)
-            if kept is not None:
-                (root / path).write_text(yaml.safe_dump(kept))
-                runs.append(str(root / path))
-        assert runs, f"no test of {m.alert}"
-        r = subprocess.run([promtool, "test", "rules", *runs], cwd=root / "tests",
-                           capture_output=True, text=True, timeout=600)
-        return m, "killed" if r.returncode != 0 else "survived"
+        done, size, batch = 0, 1, 0
+        while done < len(tests):
+            chunk, done, size, batch = tests[done:done + size], done + size, 2 * size, batch + 1
+            by_file: dict[str, list[dict[str, Any]]] = {}
+            heads = {}
+            for path, head, test in chunk:
+                by_file.setdefault(path, []).append(test)
+                heads[path] = head
+            runs = []
+            for path, kept in by_file.items():
+                out = root / "tests" / f"{batch}-{Path(path).name}"
+                out.write_text(yaml.safe_dump({**heads[path], "tests": kept}))
+                runs.append(str(out))
+            r = subprocess.run([promtool, "test", "rules", *runs], cwd=root / "tests",
+                               capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                return m, "killed"
+        return m, "survived"
 
 
 def test_every_mutant_of_every_alert_fails_its_tests() -> None:
