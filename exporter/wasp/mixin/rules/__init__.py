@@ -85,7 +85,7 @@ def build(cfg: Settings | None = None) -> list[Group]:
     """Every rule group, in a stable order; every alert with its probe."""
     b = Builder(cfg or Settings())
     recording.build(b)
-    slo.build(b)  # its recordings and burn-rate alerts (no probes: hand-written cases)
+    slo.build(b)  # its recordings and burn-rate alerts, with their probes
     for module in GROUPS:
         module.build(b)
         b.attach(b.groups[-1], module.probes(b.cfg))

@@ -66,10 +66,15 @@ class Bound:
     step: float | None = None
     #: the quiet value of a literal bound
     quiet: float | None = None
+    #: the threshold as a function of the field (a burn rate's error ratio from an objective)
+    of: Callable[[float], float] | None = None
 
     def threshold(self, cfg: Settings) -> float:
         """The value the expression compares against under these settings."""
-        return float(getattr(cfg, self.field)) if self.field else self.literal
+        if self.field is None:
+            return self.literal
+        value = float(getattr(cfg, self.field))
+        return self.of(value) if self.of else value
 
     def sides(self, cfg: Settings) -> tuple[float, float]:
         """(quiet value, firing value) of the quantity around the threshold."""
@@ -159,7 +164,12 @@ def boundary_cases(name: str, probe: Probe, cfg: Settings, severities: tuple[str
     for b in probe.bounds:
         base = {**probe.fire, **b.at}
         quiet, firing = b.sides(cfg)
-        what = f"{b.field} {_fmt(b.threshold(cfg))}" if b.field else f"{_fmt(b.literal)}"
+        if b.field is None:
+            what = _fmt(b.literal)
+        elif b.of is None:
+            what = f"{b.field} {_fmt(b.threshold(cfg))}"
+        else:
+            what = f"{_fmt(b.threshold(cfg))} (from {b.field} {_fmt(float(getattr(cfg, b.field)))})"
         where = " when `for` starts" if probe.evolve else ""
         anchor = at - max(fors.values())
         case(f"{b.quantity} {_fmt(quiet)}{where} against {what}", {**base, b.quantity: quiet},
