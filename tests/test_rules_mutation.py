@@ -5,12 +5,14 @@ Only the mutated alert's tests run (filtered out of its group's files), against 
 recording rules and its group's mutated rule file, several promtool processes at once, in
 batches that stop at the first failing test.
 A mutant whose rule file is identical to the original is equivalent; the alert's probe
-must say why (`Probe.equivalent`). An alert without a probe (`wasp.mixin.rules.uncovered`)
-is not mutated: the test lists it as not covered.
+must say why (`Probe.equivalent`). Every alert has a probe (`wasp.mixin.rules.uncovered` is
+empty), and every number of the settings that an alert's expression reads is one its probe
+mutates (a bound's threshold, or one of `Probe.params`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -26,7 +28,7 @@ import yaml
 
 from helpers import require_tool
 from wasp.mixin.rules import build, render_files, uncovered
-from wasp.mixin.rules.boundary import minutes
+from wasp.mixin.rules.boundary import Probe, minutes
 from wasp.mixin.settings import FOR_DEFAULTS, Settings
 
 
@@ -47,7 +49,7 @@ def mutants() -> Iterator[Mutant]:
         for name in dict.fromkeys(a.name for a in g.alerts):
             rules = [a for a in g.alerts if a.name == name]
             if rules[0].probe is None:
-                continue  # not covered: listed by the test
+                continue  # not covered: the test fails on it
             for a in rules:
                 key = f"{name}.{a.severity}"
                 key = key if key in FOR_DEFAULTS else name
@@ -57,13 +59,18 @@ def mutants() -> Iterator[Mutant]:
                              base.replace(for_={key: doubled}))
             probe = rules[0].probe
             assert probe is not None, name
-            for field in sorted({b.field for b in probe.bounds if b.field}):
+            for field in sorted(_mutated(probe)):
                 value = getattr(base, field)
                 for factor in (0.5, 2):
                     changed = type(value)(value * factor) if isinstance(value, int) else \
                         value * factor
                     yield Mutant(name, g.name, f"{field} x{factor}",
                                  base.replace(**{field: changed}))
+
+
+def _mutated(probe: Probe) -> set[str]:
+    """The settings fields a probe's alert is mutated on."""
+    return {b.field for b in probe.bounds if b.field} | set(probe.params)
 
 
 #: the name of a generated `for` case (wasp.mixin.rules.boundary)
@@ -151,10 +158,34 @@ def test_every_mutant_of_every_alert_fails_its_tests() -> None:
     missing = uncovered(build())
     print(f"\nmutation score: {killed}/{len(results) - equivalent} killed "
           f"({equivalent} equivalent, explained in their probes)")
-    print(f"not covered (no probe, not mutated): {len(missing)} alerts: {', '.join(missing)}")
+    print(f"alerts probed: {len(probes)}, not covered (no probe, not mutated): {len(missing)}")
+    assert not missing, f"alerts without a probe (no boundary cases, no mutants): {missing}"
     assert not survived, f"mutants no test noticed: {survived}"
     assert not unexplained, f"equivalent mutants without a reason in the probe: {unexplained}"
     assert killed >= 150
+
+
+def _numbers(base: Settings) -> Iterator[tuple[str, Settings]]:
+    """Each number of the settings moved (doubled plus one, so that a 0 moves too)."""
+    for f in dataclasses.fields(Settings):
+        value = getattr(base, f.name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            yield f.name, base.replace(**{f.name: type(value)(2 * value + 1)})
+
+
+def test_every_number_an_alert_reads_is_mutated() -> None:
+    """A threshold left out of its probe's bounds would be neither pinned nor mutated."""
+    base = Settings()
+    exprs = {(a.name, a.severity): a.expr for g in build(base) for a in g.alerts}
+    probes = {a.name: a.probe for g in build(base) for a in g.alerts if a.probe}
+    missing = uncovered(build(base))
+    assert not missing, f"alerts without a probe: {missing}"
+    unmutated = []
+    for field, moved in _numbers(base):
+        read = sorted({name for g in build(moved) for a in g.alerts
+                       if exprs[(name := a.name, a.severity)] != a.expr})
+        unmutated += [f"{name}: {field}" for name in read if field not in _mutated(probes[name])]
+    assert not unmutated, f"settings an alert reads that its probe does not mutate: {unmutated}"
 
 
 def test_the_check_sees_a_mutant_that_survives() -> None:

@@ -121,6 +121,9 @@ class Probe:
     #: for quantities that move with time: the point `minutes` later (negative: earlier);
     #: `series` then takes the point at minute 0
     evolve: Callable[[Point, float], Point] | None = None
+    #: settings fields the expression reads besides its bounds' (a trend's horizon): the
+    #: mutation check halves and doubles them too
+    params: tuple[str, ...] = ()
 
 
 def _fmt(v: float) -> str:

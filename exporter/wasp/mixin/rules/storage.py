@@ -281,7 +281,7 @@ def probes(cfg: Settings) -> dict[str, Probe]:
             lambda p, at: when(p["ratio"] > cfg.wal_directory_bound_ratio
                                and p["predicted"] > cfg.wal_directory_predicted_ratio, "warning",
                                T, p["ratio"]),
-            onset=1, evolve=wal_evolve),
+            onset=1, evolve=wal_evolve, params=("wal_directory_horizon_seconds",)),
         "WaspPostgresPageChecksumFailures": Probe(
             {"failures": 2}, (Bound("failures", ">", quiet=0),),
             lambda p, n, every: (jump("wasp_pg_database_checksum_failures_total", 1,
