@@ -2,15 +2,20 @@
 to 0 and doubled, and each of its thresholds halved and doubled, fail that alert's promtool tests.
 
 Only the mutated alert's tests run (filtered out of its group's files), against the
-recording rules and its group's mutated rule file, several promtool processes at once.
+recording rules and its group's mutated rule file, several promtool processes at once, in
+batches that stop at the first failing test.
 A mutant whose rule file is identical to the original is equivalent; the alert's probe
-must say why (`Probe.equivalent`). An alert without a probe (`wasp.mixin.rules.uncovered`)
-is not mutated: the test lists it as not covered.
+must say why (`Probe.equivalent`). Every alert has a probe (`wasp.mixin.rules.uncovered` is
+empty), and every number of the settings that an alert's expression reads is one its probe
+mutates (a bound's threshold, or one of `Probe.params`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -23,7 +28,7 @@ import yaml
 
 from helpers import require_tool
 from wasp.mixin.rules import build, render_files, uncovered
-from wasp.mixin.rules.boundary import minutes
+from wasp.mixin.rules.boundary import Probe, minutes
 from wasp.mixin.settings import FOR_DEFAULTS, Settings
 
 
@@ -44,7 +49,7 @@ def mutants() -> Iterator[Mutant]:
         for name in dict.fromkeys(a.name for a in g.alerts):
             rules = [a for a in g.alerts if a.name == name]
             if rules[0].probe is None:
-                continue  # not covered: listed by the test
+                continue  # not covered: the test fails on it
             for a in rules:
                 key = f"{name}.{a.severity}"
                 key = key if key in FOR_DEFAULTS else name
@@ -54,7 +59,7 @@ def mutants() -> Iterator[Mutant]:
                              base.replace(for_={key: doubled}))
             probe = rules[0].probe
             assert probe is not None, name
-            for field in sorted({b.field for b in probe.bounds if b.field}):
+            for field in sorted(_mutated(probe)):
                 value = getattr(base, field)
                 for factor in (0.5, 2):
                     changed = type(value)(value * factor) if isinstance(value, int) else \
@@ -63,36 +68,79 @@ def mutants() -> Iterator[Mutant]:
                                  base.replace(**{field: changed}))
 
 
-def _only(tests: dict[str, Any], alert: str) -> dict[str, Any] | None:
-    kept = [t for t in tests["tests"]
-            if any(a["alertname"] == alert for a in t.get("alert_rule_test", []))]
-    return {**tests, "tests": kept} if kept else None
+def _mutated(probe: Probe) -> set[str]:
+    """The settings fields a probe's alert is mutated on."""
+    return {b.field for b in probe.bounds if b.field} | set(probe.params)
+
+
+#: the name of a generated `for` case (wasp.mixin.rules.boundary)
+_FOR_CASE = re.compile(r": boundary: \w+ (one interval before|at) for \d+m$")
+
+
+@functools.cache
+def _parsed(text: str) -> dict[str, Any]:
+    """A test file as data (parsed once; not to be changed)."""
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+def _tests_of(original: dict[str, str], group: str, alert: str
+              ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """The alert's tests in its group's test files: (file, file without its tests, test).
+
+    The boundary cases come first, the `for` cases first of all: they are the ones a mutant
+    fails, so the run can stop early.
+    """
+    out = []
+    for path, text in original.items():
+        if not (path.startswith(f"tests/{group}.") or path.startswith(f"tests/{group}-")):
+            continue
+        data = _parsed(text)
+        head = {k: v for k, v in data.items() if k != "tests"}
+        out += [(path, head, t) for t in data["tests"]
+                if any(a["alertname"] == alert for a in t.get("alert_rule_test", []))]
+
+    def order(test: dict[str, Any]) -> int:
+        name = test["name"]
+        return 0 if _FOR_CASE.search(name) else 1 if ": boundary: " in name else 2
+    return sorted(out, key=lambda x: order(x[2]))
 
 
 def _run(m: Mutant, original: dict[str, str], promtool: str) -> tuple[Mutant, str]:
-    """'killed', 'equivalent' or 'survived'."""
-    files = render_files(m.settings, tests=False)
+    """'killed', 'equivalent' or 'survived'.
+
+    The alert's tests run in batches of 1, 2, 4 ... tests, stopping at the first that fails.
+    """
     rule_file = f"{m.group}.yml"
+    files = render_files(m.settings, tests=False, only=(rule_file, "wasp-recording.yml"))
     if files[rule_file] == original[rule_file] and \
             files["wasp-recording.yml"] == original["wasp-recording.yml"]:
         return m, "equivalent"
+    tests = _tests_of(original, m.group, m.alert)
+    assert tests, f"no test of {m.alert}"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "tests").mkdir()
         for name in (rule_file, "wasp-recording.yml"):
             (root / name).write_text(files[name])
-        runs = []
-        for path, text in original.items():
-            if not (path.startswith(f"tests/{m.group}.") or path.startswith(f"tests/{m.group}-")):
-                continue
-            kept = _only(yaml.safe_load(text), m.alert)
-            if kept is not None:
-                (root / path).write_text(yaml.safe_dump(kept))
-                runs.append(str(root / path))
-        assert runs, f"no test of {m.alert}"
-        r = subprocess.run([promtool, "test", "rules", *runs], cwd=root / "tests",
-                           capture_output=True, text=True, timeout=600)
-        return m, "killed" if r.returncode != 0 else "survived"
+        done, size, batch = 0, 1, 0
+        while done < len(tests):
+            chunk, done, size, batch = tests[done:done + size], done + size, 2 * size, batch + 1
+            by_file: dict[str, list[dict[str, Any]]] = {}
+            heads = {}
+            for path, head, test in chunk:
+                by_file.setdefault(path, []).append(test)
+                heads[path] = head
+            runs = []
+            for path, kept in by_file.items():
+                out = root / "tests" / f"{batch}-{Path(path).name}"
+                out.write_text(yaml.safe_dump({**heads[path], "tests": kept}))
+                runs.append(str(out))
+            r = subprocess.run([promtool, "test", "rules", *runs], cwd=root / "tests",
+                               capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                return m, "killed"
+        return m, "survived"
 
 
 def test_every_mutant_of_every_alert_fails_its_tests() -> None:
@@ -110,10 +158,34 @@ def test_every_mutant_of_every_alert_fails_its_tests() -> None:
     missing = uncovered(build())
     print(f"\nmutation score: {killed}/{len(results) - equivalent} killed "
           f"({equivalent} equivalent, explained in their probes)")
-    print(f"not covered (no probe, not mutated): {len(missing)} alerts: {', '.join(missing)}")
+    print(f"alerts probed: {len(probes)}, not covered (no probe, not mutated): {len(missing)}")
+    assert not missing, f"alerts without a probe (no boundary cases, no mutants): {missing}"
     assert not survived, f"mutants no test noticed: {survived}"
     assert not unexplained, f"equivalent mutants without a reason in the probe: {unexplained}"
     assert killed >= 150
+
+
+def _numbers(base: Settings) -> Iterator[tuple[str, Settings]]:
+    """Each number of the settings moved (doubled plus one, so that a 0 moves too)."""
+    for f in dataclasses.fields(Settings):
+        value = getattr(base, f.name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            yield f.name, base.replace(**{f.name: type(value)(2 * value + 1)})
+
+
+def test_every_number_an_alert_reads_is_mutated() -> None:
+    """A threshold left out of its probe's bounds would be neither pinned nor mutated."""
+    base = Settings()
+    exprs = {(a.name, a.severity): a.expr for g in build(base) for a in g.alerts}
+    probes = {a.name: a.probe for g in build(base) for a in g.alerts if a.probe}
+    missing = uncovered(build(base))
+    assert not missing, f"alerts without a probe: {missing}"
+    unmutated = []
+    for field, moved in _numbers(base):
+        read = sorted({name for g in build(moved) for a in g.alerts
+                       if exprs[(name := a.name, a.severity)] != a.expr})
+        unmutated += [f"{name}: {field}" for name in read if field not in _mutated(probes[name])]
+    assert not unmutated, f"settings an alert reads that its probe does not mutate: {unmutated}"
 
 
 def test_the_check_sees_a_mutant_that_survives() -> None:

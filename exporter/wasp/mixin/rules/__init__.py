@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -85,17 +85,19 @@ def build(cfg: Settings | None = None) -> list[Group]:
     """Every rule group, in a stable order; every alert with its probe."""
     b = Builder(cfg or Settings())
     recording.build(b)
-    slo.build(b)  # its recordings and burn-rate alerts (no probes: hand-written cases)
+    slo.build(b)  # its recordings and burn-rate alerts, with their probes
     for module in GROUPS:
         module.build(b)
         b.attach(b.groups[-1], module.probes(b.cfg))
     return b.groups
 
 
-def render_files(cfg: Settings | None = None, *, tests: bool = True) -> dict[str, str]:
-    """Every generated file under rules/, path -> text (the rule files only without `tests`)."""
+def render_files(cfg: Settings | None = None, *, tests: bool = True,
+                 only: Collection[str] | None = None) -> dict[str, str]:
+    """Every generated file under rules/, path -> text (the rule files only without `tests`,
+    the paths in `only` when given)."""
     cfg = cfg or Settings()
-    return render(cfg, build(cfg), tests=tests)
+    return render(cfg, build(cfg), tests=tests, only=only)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -331,7 +331,21 @@ def probes(cfg: Settings) -> dict[str, Probe]:
         spike = p["ratio"] > cfg.ai_cost_spike_ratio and p["cost"] > cfg.ai_cost_min_usd_1h
         return when(spike or p["cost"] > cfg.ai_cost_max_usd_1h, "warning", h1, p["cost"])
 
+    ev = t(window="1h", event_type="message_received")
     return {
+        "WaspWebhookProcessingSlow": Probe(
+            {"seconds": 2 * cfg.webhook_processing_seconds,
+             "events": 5 * cfg.webhook_min_timed_1h},
+            (Bound("seconds", ">", "webhook_processing_seconds"),
+             Bound("events", ">=", "webhook_min_timed_1h", step=1)),
+            lambda p, n, every: (
+                gauge("wasp_app_webhook_processing_time_sum_seconds", p["seconds"] * p["events"],
+                      n, **ev),
+                gauge("wasp_app_webhook_timed_events", p["events"], n, **ev)),
+            lambda p, at: when(p["seconds"] * p["events"] / p["events"]
+                               > cfg.webhook_processing_seconds
+                               and p["events"] >= cfg.webhook_min_timed_1h, "warning", ev,
+                               p["seconds"] * p["events"] / p["events"])),
         "WaspWhatsAppReceiptsOverdue": Probe(
             {"ratio": 1, "due": 1000},
             (Bound("ratio", ">", "receipts_overdue_ratio"),

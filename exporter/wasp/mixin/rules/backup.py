@@ -271,7 +271,26 @@ def probes(cfg: Settings) -> dict[str, Probe]:
                      lambda p, n, every: (gauge(metric, p["ok"], n, **labels),),
                      lambda p, at: when(p["ok"] == 0, severity, labels, 0))
 
+    stuck, full = cfg.backup_stuck_seconds, st(type="full")
     return {
+        "WaspBackupStuck": Probe(
+            {"age": 2 * stuck, "running": 1},
+            (Bound("age", ">", "backup_stuck_seconds"),
+             Bound("running", "==", literal=1, quiet=0)),
+            lambda p, n, every: (
+                timestamp("wasp_backup_last_attempt_timestamp_seconds", p["age"], n, every,
+                          **full),
+                gauge("wasp_backup_last_attempt_running", p["running"], n, **full)),
+            lambda p, at: when(p["age"] > stuck and p["running"] == 1, "warning", full,
+                               p["age"])),
+        # absent() has no threshold: the backup metrics are there (quiet) or not (fires); an
+        # exporter answers either way
+        "WaspBackupMetricsAbsent": Probe(
+            {"present": 0}, (Bound("present", "==", literal=0, quiet=1),),
+            lambda p, n, every: (
+                gauge("wasp_target_up", 1, n, **T),
+                *((gauge("wasp_backup_repository_up", 1, n, **repo),) if p["present"] else ())),
+            lambda p, at: when(p["present"] == 0, "warning", dict(cfg.selector), 1)),
         "WaspBackupTooOld": Probe(
             {"full": 200000, "incr": 600},
             (Bound("full", ">", "full_completed_max_seconds"),

@@ -14,6 +14,13 @@ a literal that no setting moves). From it, for the current settings:
 each with the exact labels and rendered annotations. A rule whose threshold is
 halved or doubled, or whose `for` is 0 or doubled, fails one of them (the
 mutation check in tests/test_rules_mutation.py proves it for every alert).
+
+Most quantities hold still while a case runs. Some cannot: a filesystem that
+fills gets closer to full every minute, and a trend (`predict_linear`) needs
+the series to move. Such a probe gives `evolve` (the point some minutes
+later); its threshold cases then place the point where the longest `for`
+starts, so a quantity just on the quiet side there turns the alert active only
+after it (pending at the evaluation), and one just past it has held since.
 """
 
 from __future__ import annotations
@@ -59,10 +66,15 @@ class Bound:
     step: float | None = None
     #: the quiet value of a literal bound
     quiet: float | None = None
+    #: the threshold as a function of the field (a burn rate's error ratio from an objective)
+    of: Callable[[float], float] | None = None
 
     def threshold(self, cfg: Settings) -> float:
         """The value the expression compares against under these settings."""
-        return float(getattr(cfg, self.field)) if self.field else self.literal
+        if self.field is None:
+            return self.literal
+        value = float(getattr(cfg, self.field))
+        return self.of(value) if self.of else value
 
     def sides(self, cfg: Settings) -> tuple[float, float]:
         """(quiet value, firing value) of the quantity around the threshold."""
@@ -106,6 +118,12 @@ class Probe:
     #: minutes from the start of promtool's clock to where a point's case begins, for alerts
     #: that read the clock (hour(), day_of_week()); the series must start their change there
     delay: Callable[[Point], int] | None = None
+    #: for quantities that move with time: the point `minutes` later (negative: earlier);
+    #: `series` then takes the point at minute 0
+    evolve: Callable[[Point, float], Point] | None = None
+    #: settings fields the expression reads besides its bounds' (a trend's horizon): the
+    #: mutation check halves and doubles them too
+    params: tuple[str, ...] = ()
 
 
 def _fmt(v: float) -> str:
@@ -118,12 +136,29 @@ def boundary_cases(name: str, probe: Probe, cfg: Settings, severities: tuple[str
     fors = {sev: minutes(cfg.for_of(name, sev)) for sev in severities}
     cases: list[Case] = []
 
-    def case(title: str, point: Point, at: int, every: int) -> None:
-        fired = tuple(Fired(labels, value, sev) for sev, labels, value in probe.fires(point, at)
-                      if at - probe.onset >= fors[sev])
+    if probe.evolve and probe.delay:
+        raise ValueError(f"{name}: a probe that evolves cannot read the clock")
+
+    def state(point: Point, anchor: int, minute: int) -> Point:
+        """The quantities at `minute` of a point placed at minute `anchor`."""
+        return probe.evolve(point, minute - anchor) if probe.evolve else point
+
+    def held(sev: str, point: Point, anchor: int, at: int, every: int) -> bool:
+        """Whether `sev` fired at every evaluation since its `for` started (evolving probes)."""
+        if probe.evolve is None:
+            return True
+        start = at - fors[sev]
+        start -= start % every
+        return all(any(s == sev for s, _, _ in probe.fires(state(point, anchor, m), m))
+                   for m in range(max(start, probe.onset), at + 1, every))
+
+    def case(title: str, point: Point, at: int, every: int, anchor: int) -> None:
+        fired = tuple(Fired(labels, value, sev)
+                      for sev, labels, value in probe.fires(state(point, anchor, at), at)
+                      if at - probe.onset >= fors[sev] and held(sev, point, anchor, at, every))
         shifted = at + (probe.delay(point) if probe.delay else 0)
         steps = shifted // every + 2
-        cases.append(Case(f"boundary: {title}", probe.series(point, steps, every),
+        cases.append(Case(f"boundary: {title}", probe.series(state(point, anchor, 0), steps, every),
                           f"{shifted}m", fired, f"{every}m"))
 
     every = probe.value_interval or probe.interval
@@ -132,12 +167,19 @@ def boundary_cases(name: str, probe: Probe, cfg: Settings, severities: tuple[str
     for b in probe.bounds:
         base = {**probe.fire, **b.at}
         quiet, firing = b.sides(cfg)
-        what = f"{b.field} {_fmt(b.threshold(cfg))}" if b.field else f"{_fmt(b.literal)}"
-        case(f"{b.quantity} {_fmt(quiet)} against {what}", {**base, b.quantity: quiet}, at,
-             every)
+        if b.field is None:
+            what = _fmt(b.literal)
+        elif b.of is None:
+            what = f"{b.field} {_fmt(b.threshold(cfg))}"
+        else:
+            what = f"{_fmt(b.threshold(cfg))} (from {b.field} {_fmt(float(getattr(cfg, b.field)))})"
+        where = " when `for` starts" if probe.evolve else ""
+        anchor = at - max(fors.values())
+        case(f"{b.quantity} {_fmt(quiet)}{where} against {what}", {**base, b.quantity: quiet},
+             at, every, anchor)
         if b.field is not None:
-            case(f"{b.quantity} {_fmt(firing)} against {what}", {**base, b.quantity: firing},
-                 at, every)
+            case(f"{b.quantity} {_fmt(firing)}{where} against {what}",
+                 {**base, b.quantity: firing}, at, every, anchor)
     step = probe.interval
     for sev, f in sorted(fors.items()):
         if f % step or probe.onset % step:
@@ -145,7 +187,7 @@ def boundary_cases(name: str, probe: Probe, cfg: Settings, severities: tuple[str
                              f"probe's interval {step}m")
         for at, when in ((probe.onset + f - step, "one interval before"), (probe.onset + f, "at")):
             if at >= probe.onset:
-                case(f"{sev} {when} for {f}m", probe.fire, at, step)
+                case(f"{sev} {when} for {f}m", probe.fire, at, step, probe.onset)
     return cases
 
 

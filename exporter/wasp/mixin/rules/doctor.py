@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wasp.mixin.promql import num
-from wasp.mixin.rules.boundary import Bound, Probe, gauge, when
+from wasp.mixin.rules.boundary import Bound, Fires, Point, Probe, gauge, switch, when
 from wasp.mixin.rules.model import Builder, Case, Fired, series, t
 from wasp.mixin.settings import Settings
 
@@ -58,14 +58,23 @@ max_over_time({score}[{cfg.doctor_score_window}]) - {score} >= {num(cfg.doctor_s
 def probes(cfg: Settings) -> dict[str, Probe]:
     """How the boundary cases drive each alert of the group."""
     crit = t(check="backup.archiving", group="backups", severity="critical")
+
+    def score_fires(p: Point, at: int) -> Fires:
+        if p["score"] < cfg.doctor_score_min:
+            return when(True, "warning", t(), p["score"])
+        dropped = (p["score"] + p["drop"]) - p["score"]
+        return when(dropped >= cfg.doctor_score_drop, "warning", t(), dropped)
     return {
         "WaspDoctorCriticalCheckFailing": Probe(
             {"status": 2}, (Bound("status", "==", literal=2, quiet=1),),
             lambda p, n, every: (gauge("wasp_doctor_check_status", p["status"], n, **crit),),
             lambda p, at: when(p["status"] == 2, "warning", crit, 2)),
+        # `drop`: the score stood that much higher at minute 0 (within doctor_score_window)
         "WaspDoctorScoreDropped": Probe(
-            {"score": cfg.doctor_score_min / 2},
-            (Bound("score", "<", "doctor_score_min"),),
-            lambda p, n, every: (gauge("wasp_doctor_score", p["score"], n, **t()),),
-            lambda p, at: when(p["score"] < cfg.doctor_score_min, "warning", t(), p["score"])),
+            {"score": cfg.doctor_score_min / 2, "drop": 0},
+            (Bound("score", "<", "doctor_score_min"),
+             Bound("drop", ">=", "doctor_score_drop", at={"score": cfg.doctor_score_min + 1})),
+            lambda p, n, every: (switch("wasp_doctor_score", p["score"] + p["drop"], p["score"],
+                                        1, n, **t()),),
+            score_fires, settle=1),
     }

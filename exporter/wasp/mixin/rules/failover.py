@@ -3,9 +3,9 @@ leader or paused."""
 
 from __future__ import annotations
 
-from wasp.mixin.rules.boundary import Bound, Probe, gauge, when
+from wasp.mixin.rules.boundary import Bound, Point, Probe, gauge, switch, when
 from wasp.mixin.rules.fourcases import four
-from wasp.mixin.rules.model import Builder, Group, T, series, t
+from wasp.mixin.rules.model import Builder, Group, Series, T, series, t
 from wasp.mixin.settings import Settings
 
 #: labels of the Patroni test series (the replica pack's collector adds no target)
@@ -98,8 +98,30 @@ sum without (member) ({q("wasp_patroni_member_leader")}) < 1
 
 
 def probes(cfg: Settings) -> dict[str, Probe]:
-    """How the boundary cases drive the Patroni alerts (the others: hand-written cases)."""
+    """How the boundary cases drive each alert of the group."""
+    by = {k: T[k] for k in cfg.cluster_by if k in T}
+
+    def primaries(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        # three answering servers of one cluster, the first `primaries` of them not in recovery
+        return tuple(x for i in (1, 2, 3) for x in (
+            gauge("wasp_pg_in_recovery", 0 if i <= p["primaries"] else 1, n, **t(target=f"pg{i}")),
+            gauge("wasp_target_up", 1, n, **t(target=f"pg{i}"))))
+
+    def changed(alert_metric: str, before: float, after: float, what: str) -> Probe:
+        # the value changes at minute 1 (`changes` needs a sample before it), or never
+        return Probe({what: 1}, (Bound(what, ">", quiet=0),),
+                     lambda p, n, every: (switch(alert_metric, before,
+                                                 after if p[what] else before, 1, n, **T),),
+                     lambda p, at: when(p[what] > 0, "warning", T, 1),
+                     onset=1)
+
     return {
+        "WaspPostgresRestarted": changed("wasp_pg_start_timestamp_seconds", 1700000000,
+                                         1700086400, "restarted"),
+        "WaspPostgresTwoPrimaries": Probe(
+            {"primaries": 2}, (Bound("primaries", ">", literal=1, quiet=1),), primaries,
+            lambda p, at: when(p["primaries"] > 1, "page", by, p["primaries"])),
+        "WaspPostgresFailover": changed("wasp_pg_timeline_id", 1, 2, "promoted"),
         "WaspPatroniNoLeader": Probe(
             {"leaders": 0}, (Bound("leaders", "<", literal=1, quiet=1),),
             lambda p, n, every: (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import yaml
@@ -153,7 +154,9 @@ def _dump(data: Any) -> str:
 
 
 
-def render(cfg: Settings, groups: list[Group], *, tests: bool = True) -> dict[str, str]:
-    """Every generated file under rules/, path -> text (without tests/ unless `tests`)."""
+def render(cfg: Settings, groups: list[Group], *, tests: bool = True,
+           only: Collection[str] | None = None) -> dict[str, str]:
+    """Every generated file under rules/, path -> text (without tests/ unless `tests`; only the
+    paths in `only` when given)."""
     data = {**rule_files(cfg, groups), **(test_files(cfg, groups) if tests else {})}
-    return {path: _dump(d) for path, d in sorted(data.items())}
+    return {path: _dump(d) for path, d in sorted(data.items()) if only is None or path in only}

@@ -163,8 +163,9 @@ class Builder:
     def attach(self, g: Group, probes: Mapping[str, Probe]) -> None:
         """Give the first rule of every alert name in `g` its probe.
 
-        An alert without a probe is allowed but uncovered: it has no generated boundary
-        cases and no mutation check (`wasp.mixin.rules.uncovered` lists them).
+        An alert without a probe builds, but is uncovered: it has no generated boundary
+        cases and no mutants (`wasp.mixin.rules.uncovered` lists them; the mutation test
+        fails on them).
         """
         names = {a.name for a in g.alerts}
         if extra := set(probes) - names:

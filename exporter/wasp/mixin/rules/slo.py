@@ -7,14 +7,20 @@ left. Alerts follow the SRE workbook: page when both windows of a pair burn
 faster than its rate (1h/5m at 14.4, 6h/30m at 6), ticket (warning) for the
 slower pairs (1d/2h at 3, 3d/6h at 1). The short window lets an alert stop
 soon after the burn stops. Objectives and pairs come from the settings.
+
+The boundary cases of each burn-rate alert (`_probe`) drive the recorded error
+ratios directly, one window at a time (their own cases prove the recordings):
+each pair alone, one window just under its burn rate's threshold and just
+over it while the pair's other window burns, every other window at 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from wasp.mixin.promql import num
+from wasp.mixin.promql import labels_of, num
+from wasp.mixin.rules.boundary import Bound, Fires, Point, Probe
 from wasp.mixin.rules.model import Builder, Case, Fired, RecordingCase, Series, T, series, t
 from wasp.mixin.settings import Settings, parse_burn_windows
 
@@ -125,6 +131,43 @@ def build(b: Builder) -> None:
                     f"{'within days' if severity == 'page' else 'before the SLO window ends'}. "
                     f"See {error_record(slo, '5m')} and {budget_record(slo)}.",
                     _cases(slo, obj, s) if severity == "page" else ())
+    b.attach(g, {slo.alert: _probe(slo, s, b.recorded) for slo in SLOS})
+
+
+def _probe(slo: SLO, s: Settings, recorded: Mapping[str, tuple[str, ...]]) -> Probe:
+    """Boundary cases of a burn-rate alert: quantities are the error ratios of its windows."""
+    pairs = {sev: _pairs(s, sev) for sev in ("page", "warning")}
+    used = list(dict.fromkeys(w for ps in pairs.values() for lo, sh, _ in ps for w in (lo, sh)))
+    budget = 1.0 - slo.objective(s)
+    burning = 1.5 * max(burn for ps in pairs.values() for _, _, burn in ps) * budget
+    labels = dict(T)
+
+    def ratio(window: str, value: float, n: int) -> Series:
+        name = error_record(slo, window)
+        if set(labels) != set(labels_of(name, recorded)):
+            raise ValueError(f"{name} has labels {labels_of(name, recorded)}")
+        return Series(name, labels, f"{num(value)}x{n}")
+
+    def fires(p: Point, at: int) -> Fires:
+        out: Fires = []
+        for sev, ps in pairs.items():
+            # `or` keeps the first pair that burns: the value is its long window's ratio
+            hit = next((p[lo] for lo, sh, burn in ps
+                        if p[lo] > float(_threshold(burn, slo.objective(s)))
+                        and p[sh] > float(_threshold(burn, slo.objective(s)))), None)
+            if hit is not None:
+                out.append((sev, labels, hit))
+        return out
+
+    def budget_at(burn: float) -> Callable[[float], float]:
+        return lambda objective: float(_threshold(burn, objective))
+
+    bounds = [Bound(window, ">", slo.objective_field,
+                    at={**dict.fromkeys(used, 0.0), other: burning}, of=budget_at(burn))
+              for ps in pairs.values() for lo, sh, burn in ps
+              for window, other in ((lo, sh), (sh, lo))]
+    return Probe(dict.fromkeys(used, burning), tuple(bounds),
+                 lambda p, n, every: tuple(ratio(w, p[w], n) for w in used), fires)
 
 
 def _mix(slo: SLO) -> tuple[Series, ...]:

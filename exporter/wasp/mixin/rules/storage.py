@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from wasp.mixin.promql import Selectors, num
-from wasp.mixin.rules.boundary import Probe
+from wasp.mixin.rules.boundary import Bound, Fires, Point, Probe, gauge, jump, when
 from wasp.mixin.rules.fourcases import four
 from wasp.mixin.rules.model import Builder, Group, Series, T, series, t
 from wasp.mixin.settings import Settings
@@ -211,5 +211,115 @@ and {req} >= {num(cfg.checkpoints_requested_min)}
 
 
 def probes(cfg: Settings) -> dict[str, Probe]:
-    """How the boundary cases drive each alert of the group (none yet: hand-written cases)."""
-    return {}
+    """How the boundary cases drive each alert of the group.
+
+    The filesystem and pg_wal alerts read a trend, so their quantities move while a case
+    runs (`Probe.evolve`): a filesystem with `free` of its size left and `to_empty` seconds
+    until it is empty at the rate it loses space; pg_wal at `ratio` times its bound, growing
+    so that `predict_linear` sees `predicted` times the bound at the horizon.
+    """
+    tab = t(schema="public", table="webhook_logs")
+    db = t(database="app")
+    size = 100 * _GB
+
+    def filling(severity: str, free_field: str, horizon_field: str) -> Probe:
+        free, horizon = float(getattr(cfg, free_field)), float(getattr(cfg, horizon_field))
+
+        def make(p: Point, n: int, every: int) -> tuple[Series, ...]:
+            avail = p["free"] * size
+            return (series("node_filesystem_avail_bytes",
+                           f"{num(avail)}-{num(avail / p['to_empty'] * 60 * every)}x{n}", **N),
+                    gauge("node_filesystem_size_bytes", size, n, **N),
+                    gauge("node_filesystem_readonly", 0, n, **N))
+
+        def evolve(p: Point, minutes: float) -> Point:
+            left = p["to_empty"] - 60 * minutes
+            return {"free": p["free"] * left / p["to_empty"], "to_empty": left}
+
+        return Probe({"free": free / 2, "to_empty": horizon / 2},
+                     (Bound("free", "<", free_field), Bound("to_empty", "<", horizon_field)),
+                     make,
+                     lambda p, at: when(p["free"] < free and p["to_empty"] < horizon, severity, N,
+                                        p["free"]),
+                     onset=1, evolve=evolve)
+
+    horizon = cfg.wal_directory_horizon_seconds
+
+    def wal(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        growth = (p["predicted"] - p["ratio"]) / horizon  # bounds a second
+        return (series("wasp_pg_wal_directory_bytes",
+                       f"{num(p['ratio'] * _GB)}+{num(growth * _GB * 60 * every)}x{n}", **T),
+                gauge("wasp_pg_max_wal_size_bytes", 0.8 * _GB, n, **T),
+                gauge("wasp_pg_wal_keep_size_bytes", 0.2 * _GB, n, **T))
+
+    def wal_evolve(p: Point, minutes: float) -> Point:
+        grown = (p["predicted"] - p["ratio"]) / horizon * 60 * minutes
+        return {"ratio": p["ratio"] + grown, "predicted": p["predicted"] + grown}
+
+    def checkpoints(p: Point, n: int, every: int) -> tuple[Series, ...]:
+        timed = p["requested"] / p["ratio"] - p["requested"]
+        return (jump("wasp_pg_checkpoints_total", 1, p["requested"], n, **t(kind="requested")),
+                jump("wasp_pg_checkpoints_total", 1, timed, n, **t(kind="timed")))
+
+    def checkpoints_fire(p: Point, at: int) -> Fires:
+        ratio = p["requested"] / (p["requested"] + (p["requested"] / p["ratio"] - p["requested"]))
+        return when(ratio > cfg.checkpoints_requested_ratio
+                    and p["requested"] >= cfg.checkpoints_requested_min, "info", T, ratio)
+
+    busy_of = 100  # autovacuum_max_workers of the test series: busy shares in whole workers
+    return {
+        "WaspFilesystemFillingUp": filling("warning", "filesystem_free_warning",
+                                           "filesystem_warning_horizon_seconds"),
+        "WaspFilesystemFillingUpFast": filling("page", "filesystem_free_page",
+                                               "filesystem_page_horizon_seconds"),
+        "WaspPostgresWALGrowing": Probe(
+            {"ratio": 2 * cfg.wal_directory_bound_ratio,
+             "predicted": 2 * cfg.wal_directory_predicted_ratio},
+            (Bound("ratio", ">", "wal_directory_bound_ratio"),
+             Bound("predicted", ">", "wal_directory_predicted_ratio")),
+            wal,
+            lambda p, at: when(p["ratio"] > cfg.wal_directory_bound_ratio
+                               and p["predicted"] > cfg.wal_directory_predicted_ratio, "warning",
+                               T, p["ratio"]),
+            onset=1, evolve=wal_evolve, params=("wal_directory_horizon_seconds",)),
+        "WaspPostgresPageChecksumFailures": Probe(
+            {"failures": 2}, (Bound("failures", ">", quiet=0),),
+            lambda p, n, every: (jump("wasp_pg_database_checksum_failures_total", 1,
+                                      p["failures"], n, **db),),
+            lambda p, at: when(p["failures"] > 0, "page", db, p["failures"]),
+            onset=1),
+        "WaspPostgresAutovacuumBehind": Probe(
+            {"dead": 2 * cfg.autovacuum_behind_min_dead_rows,
+             "ratio": 2 * cfg.autovacuum_behind_ratio},
+            (Bound("ratio", ">", "autovacuum_behind_ratio"),
+             Bound("dead", ">", "autovacuum_behind_min_dead_rows", step=1)),
+            lambda p, n, every: (gauge("wasp_pg_table_dead_tuples", p["dead"], n, **tab),
+                                 gauge("wasp_pg_table_autovacuum_threshold_tuples",
+                                       p["dead"] / p["ratio"], n, **tab)),
+            lambda p, at: when(p["dead"] > cfg.autovacuum_behind_ratio * (p["dead"] / p["ratio"])
+                               and p["dead"] > cfg.autovacuum_behind_min_dead_rows, "warning",
+                               tab, p["dead"])),
+        "WaspPostgresAutovacuumWorkersBusy": Probe(
+            {"busy": 1}, (Bound("busy", ">=", "autovacuum_workers_busy_ratio"),),
+            lambda p, n, every: (gauge("wasp_pg_autovacuum_workers", round(busy_of * p["busy"]),
+                                       n, **T),
+                                 gauge("wasp_pg_autovacuum_max_workers", busy_of, n, **T)),
+            lambda p, at: when(round(busy_of * p["busy"])
+                               >= cfg.autovacuum_workers_busy_ratio * busy_of, "info", T,
+                               round(busy_of * p["busy"]))),
+        "WaspPostgresTableBloated": Probe(
+            {"ratio": (1 + cfg.table_bloat_ratio) / 2, "bytes": 2 * cfg.table_bloat_min_bytes},
+            (Bound("ratio", ">", "table_bloat_ratio"),
+             Bound("bytes", ">", "table_bloat_min_bytes", step=1)),
+            lambda p, n, every: (gauge("wasp_pg_table_bloat_ratio", p["ratio"], n, **tab),
+                                 gauge("wasp_pg_table_size_bytes", p["bytes"], n, **tab)),
+            lambda p, at: when(p["ratio"] > cfg.table_bloat_ratio
+                               and p["bytes"] > cfg.table_bloat_min_bytes, "info", tab,
+                               p["ratio"])),
+        "WaspPostgresCheckpointsRequested": Probe(
+            {"ratio": (1 + cfg.checkpoints_requested_ratio) / 2,
+             "requested": 3 * cfg.checkpoints_requested_min},
+            (Bound("ratio", ">", "checkpoints_requested_ratio"),
+             Bound("requested", ">=", "checkpoints_requested_min", step=1)),
+            checkpoints, checkpoints_fire, onset=1),
+    }
