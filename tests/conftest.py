@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +88,9 @@ def stack(cluster_base: Path) -> Iterator[object]:
         # long enough for every `for` (4s) to pass a few times over: what fires now is the baseline
         time.sleep(25)
         topo.baseline = read_notifications(topo.notifications, since=t0)
+        with urllib.request.urlopen(topo.urls["Prometheus"] + "api/v1/alerts", timeout=5) as r:
+            topo.baseline_alerts = {a["labels"]["alertname"] for a in json.load(r)["data"]["alerts"]
+                                    if a["state"] == "firing"}
         yield topo
     finally:
         if topo.times.exists():  # shown with -s; the closing note of the drills quotes these

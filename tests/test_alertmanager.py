@@ -92,6 +92,7 @@ def test_inhibitions_follow_causes(tmp_path: Path) -> None:
         _alert("WaspWALArchiveBehind", "page", stanza="main", target="main"),
         _alert("WaspRestoreDrillFailed", "warning", stanza="main"),
         _alert("WaspBackupTooOld", "warning", stanza="other", repo="1", type="full"),
+        _alert("WaspTargetDown", "page", target="primary"),
         _alert("WaspPrimaryDown", "page", target="primary"),
         _alert("WaspStandbyReplayDelayHigh", "warning", target="replica1"),
         _alert("WaspWALReceiverNotStreaming", "warning", target="replica2"),
@@ -106,7 +107,7 @@ def test_inhibitions_follow_causes(tmp_path: Path) -> None:
                 got = json.load(resp)
             state = {(a["labels"]["alertname"], a["labels"].get("target")
                       or a["labels"].get("stanza", "")): a["status"]["state"] for a in got}
-            if len(got) == len(sent) and list(state.values()).count("suppressed") == 6:
+            if len(got) == len(sent) and list(state.values()).count("suppressed") == 7:
                 break
             time.sleep(0.3)
     finally:
@@ -120,7 +121,8 @@ def test_inhibitions_follow_causes(tmp_path: Path) -> None:
         ("WaspWALArchiveBehind", "main"): "suppressed",
         ("WaspRestoreDrillFailed", "main"): "suppressed",
         ("WaspBackupTooOld", "other"): "active",                  # another stanza
-        ("WaspPrimaryDown", "primary"): "active",
+        ("WaspTargetDown", "primary"): "active",
+        ("WaspPrimaryDown", "primary"): "suppressed",             # one page for one outage
         ("WaspStandbyReplayDelayHigh", "replica1"): "suppressed",  # its primary is down
         ("WaspWALReceiverNotStreaming", "replica2"): "suppressed",
         ("WaspStandbyReplayDelayHigh", "r9"): "active",            # another cluster

@@ -265,6 +265,11 @@ class LocalCluster:
                 f"pg_ctl start failed for {self.datadir}: {proc.stderr.strip() or proc.stdout.strip()}\n"
                 + self.log_tail()
             )
+        # PostgreSQL 15's checkpointer starts while the server still recovers, and then sleeps
+        # checkpoint_timeout before it looks at archive_timeout: no WAL segment is switched (so
+        # none archived) for up to 5 minutes after each start. A reload wakes it, now that the
+        # recovery is over, and archive_timeout holds from the start.
+        self.pg_ctl("reload", check=False)
 
     def stop(self, mode: str = "fast", *, timeout: int = 60) -> None:
         """Stop the server if it runs."""

@@ -73,7 +73,8 @@ class Drill:
 
     def by_when(self, timing: Timing) -> float:
         """Worst-case seconds from the fault to the notification under `timing`."""
-        return fault_to_notification(self.alert_for, timing, detect=self.detect(timing))
+        return fault_to_notification(self.alert_for, timing, detect=self.detect(timing),
+                                     alert=self.expect.alertname)
 
 
 def _query(t: Timing, production: float) -> float:
@@ -179,10 +180,11 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
           Expect("pagerduty", "WaspExporterDown", "page"), "5m",
           lambda t: t.scrape_interval + min(10.0, t.scrape_interval),
           _signal_exporter(signal.SIGSTOP), _signal_exporter(signal.SIGCONT)),
+    # a full pool with clients waiting pages (pool_usage_ratio, pool_waiting_clients_page)
     Drill("pool", "clients hold every PgBouncer server connection; more clients queue",
-          Expect("slack", "WaspPgBouncerClientsWaiting", "warning", "pgbouncer"), "5m",
-          lambda t: t.rules_config().client_wait_seconds + 2 * _query(t, 15.0),
-          _flag("pool", True), _flag("pool", False), also=("WaspPgBouncerPoolSaturated",)),
+          Expect("pagerduty", "WaspPgBouncerPoolExhausted", "page", "pgbouncer"), "5m",
+          lambda t: 2 * _query(t, 15.0), _flag("pool", True), _flag("pool", False),
+          also=("WaspPgBouncerPoolSaturated", "WaspPgBouncerClientsWaiting")),
 )}
 
 
@@ -236,7 +238,7 @@ def run_drill_command(topo: Topology, name: str, *, heal: bool, wait: bool = Tru
         out(f"broke {name}: {drill.what}.\nExpect {e.alertname} [{e.severity}]"
             + (f" target={e.target}" if e.target else "")
             + f" at {e.where()} within ~{by:.0f}s ({topo.timing.name} timings: "
-            f"`for` {topo.timing.for_of(drill.alert_for)}, scrape "
+            f"`for` {topo.timing.for_of(drill.alert_for, e.alertname)}, scrape "
             f"{topo.timing.scrape_interval:g}s, group_wait {topo.timing.group_wait:g}s; "
             f"production: ~{drill.by_when(_production()) / 60:.0f} min)."
             + (f" It may also raise {', '.join(drill.also)} (warnings)." if drill.also else ""))

@@ -146,6 +146,8 @@ class Topology:
     timings: dict[str, float] = field(default_factory=dict)
     #: notifications recorded while the stack settled after start (the tests' healthy baseline)
     baseline: list[Any] = field(default_factory=list)
+    #: the alerts Prometheus had firing then (names)
+    baseline_alerts: set[str] = field(default_factory=set)
     #: pids of the processes of a demo this object attached to (break/heal)
     attached: dict[str, int] = field(default_factory=dict)
 

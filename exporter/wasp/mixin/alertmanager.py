@@ -98,8 +98,10 @@ def alertmanager_config(cfg: Settings) -> dict[str, Any]:
             {"source_matchers": ['alertname="WaspExporterDown"'],
              "target_matchers": ['alertname!="WaspExporterDown"'],
              "equal": ["job", "instance"]},
+            # WaspPrimaryDown too (one page for one primary down; it still mutes its standbys'
+            # alerts, muted itself)
             {"source_matchers": ['alertname="WaspTargetDown"'],
-             "target_matchers": ['alertname!~"WaspTargetDown|WaspPrimaryDown|WaspExporterDown"'],
+             "target_matchers": ['alertname!~"WaspTargetDown|WaspExporterDown"'],
              "equal": ["job", "instance", "target"]},
             {"source_matchers": ['alertname="WaspStandbyTargetDown"'],
              "target_matchers": ['alertname!~"WaspTargetDown|WaspStandbyTargetDown|WaspExporterDown"'],

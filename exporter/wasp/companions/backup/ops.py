@@ -314,6 +314,9 @@ def configure_archiving(ctx: BackupContext, *, restart: bool) -> bool:
     if proc.returncode != 0:
         raise JobFailed("pg_ctl restart failed: " + (proc.stderr or proc.stdout).decode(
             errors="replace").strip()[-500:])
+    # after a start the checkpointer ignores archive_timeout until it wakes (checkpoint_timeout
+    # later): a reload wakes it, so that WAL is archived within archive_timeout from now on
+    psql(s, "SELECT pg_reload_conf();")
     return True
 
 
