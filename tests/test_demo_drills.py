@@ -27,7 +27,7 @@ from wasp.demo.drills import DRILLS, Expect
 from wasp.demo.receiver import Notification, read_notifications
 from wasp.demo.topology import Topology
 
-# about 6 minutes on 2 cores, stack included
+# 4-5 minutes on 2 cores, the stack included
 pytestmark = pytest.mark.slow
 
 #: what the demo raises on purpose (README): warnings, never a page
