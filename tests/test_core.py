@@ -387,8 +387,9 @@ targets:
     silent.close()
     assert attempts == 3, f"{attempts} connection attempts to the three silent targets"
     assert r.returncode == 1, r.stderr
-    # one after the other they would take 3 connect timeouts (and twice that tried twice)
-    assert took - baseline < 2 * connect_timeout, f"--once took {took:.1f}s ({baseline:.1f}s to start)"
+    # one after the other they would take at least 3 connect timeouts; all at once, one (the
+    # margin is for a loaded machine)
+    assert took - baseline < 3 * connect_timeout, f"--once took {took:.1f}s ({baseline:.1f}s to start)"
     for target, reason in (("refused", "refused"), *((f"silent{i}", "timeout") for i in range(3))):
         assert value(r.stdout, "wasp_target_up", target=target) == 0
         assert value(r.stdout, "wasp_target_connection_errors_total", target=target,
