@@ -367,7 +367,7 @@ targets:
              connect_timeout: {connect_timeout:g}s}}
 """ + "".join(f"""
   silent{i}: {{dsn: "host=127.0.0.1 port={port} user=u password=pw", packs: [app, postgres],
-             connect_timeout: {connect_timeout:g}s}}""" for i in range(3)) + "\n")
+             connect_timeout: {connect_timeout:g}s}}""" for i in range(4)) + "\n")
     # what starting the process and loading the packs costs on this (loaded) machine
     start = time.monotonic()
     subprocess.run([sys.executable, "-m", "wasp", "check-config", str(cfg)], check=True,
@@ -385,12 +385,12 @@ targets:
             silent.accept()[0].close()
             attempts += 1
     silent.close()
-    assert attempts == 3, f"{attempts} connection attempts to the three silent targets"
+    assert attempts == 4, f"{attempts} connection attempts to the four silent targets"
     assert r.returncode == 1, r.stderr
-    # one after the other they would take at least 3 connect timeouts; all at once, one (the
+    # one after the other they would take at least 4 connect timeouts; all at once, one (the
     # margin is for a loaded machine)
     assert took - baseline < 3 * connect_timeout, f"--once took {took:.1f}s ({baseline:.1f}s to start)"
-    for target, reason in (("refused", "refused"), *((f"silent{i}", "timeout") for i in range(3))):
+    for target, reason in (("refused", "refused"), *((f"silent{i}", "timeout") for i in range(4))):
         assert value(r.stdout, "wasp_target_up", target=target) == 0
         assert value(r.stdout, "wasp_target_connection_errors_total", target=target,
                      reason=reason) == 1
