@@ -317,15 +317,15 @@ def _fleet(cfg: Any) -> Any:
 
 
 async def _once(cfg: Any, unreachable: dict[str, Exception] | None = None) -> int:
-    from wasp.exporter.db import ConnectError, connect_cause
+    from wasp.exporter.db import ConnectError, connect_cause, first_line
 
     engine = _fleet(cfg).engine
     # the attempt that just failed counts as this round's one try of the target
     for name, e in (unreachable or {}).items():
         t = engine.targets.get(name)
         if t is not None and t.db is not None:
-            first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-            t.failed(ConnectError(connect_cause(e), f"cannot connect to target {name!r}: {first}"),
+            t.failed(ConnectError(connect_cause(e), f"cannot connect to target {name!r}: "
+                                               f"{first_line(e)}"),
                      one_round=True)
             t.checked_once = True
     try:

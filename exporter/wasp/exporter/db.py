@@ -286,24 +286,24 @@ class TargetDB:
             return Result(cols, rows)
         except pgerrors.QueryCanceled as e:
             raise DBError("timeout", f"cancelled after statement_timeout {timeout:g}s: "
-                          f"{_first_line(e)}") from None
+                          f"{first_line(e)}") from None
         except pgerrors.LockNotAvailable as e:
-            raise DBError("timeout", f"lock_timeout: {_first_line(e)}") from None
+            raise DBError("timeout", f"lock_timeout: {first_line(e)}") from None
         except (pgerrors.UndefinedTable, pgerrors.UndefinedColumn, pgerrors.UndefinedFunction,
                 pgerrors.UndefinedObject) as e:
-            raise DBError("missing", _first_line(e)) from None
+            raise DBError("missing", first_line(e)) from None
         except pgerrors.InsufficientPrivilege as e:
-            raise DBError("permission", _first_line(e)) from None
+            raise DBError("permission", first_line(e)) from None
         except pgerrors.ReadOnlySqlTransaction as e:
-            raise DBError("sql", _first_line(e)) from None
+            raise DBError("sql", first_line(e)) from None
         except psycopg.OperationalError as e:
             if conn.closed or conn.broken:
-                raise DBError("connection", _first_line(e)) from None
-            raise DBError("sql", _first_line(e)) from None
+                raise DBError("connection", first_line(e)) from None
+            raise DBError("sql", first_line(e)) from None
         except psycopg.Error as e:
             if conn.broken:
-                raise DBError("connection", _first_line(e)) from None
-            raise DBError("sql", _first_line(e)) from None
+                raise DBError("connection", first_line(e)) from None
+            raise DBError("sql", first_line(e)) from None
 
     def _scrubbed(self, e: DBError) -> DBError:
         """`e` with the password (should a message ever quote it) cut out."""
@@ -330,7 +330,7 @@ class TargetDB:
                 async with asyncio.timeout(self.connect_timeout + timeout + 1.0):
                     conn = await psycopg.AsyncConnection.connect(self._dsn, **self._kwargs)
             except (psycopg.Error, TimeoutError, OSError) as e:
-                what = _first_line(e) if not isinstance(e, TimeoutError) else "timeout expired"
+                what = first_line(e) if not isinstance(e, TimeoutError) else "timeout expired"
                 raise self._scrubbed(ConnectError(
                     connect_cause(e) if not isinstance(e, TimeoutError) else "timeout",
                     f"cannot connect to target {self.name!r}: {what}")) from None
@@ -368,6 +368,6 @@ class TargetDB:
         return self.info
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     s = str(e).strip()
     return s.splitlines()[0] if s else type(e).__name__

@@ -25,6 +25,7 @@ from psycopg import errors as pgerrors
 from wasp.config.nodes import Node
 from wasp.config.schema import Config, ConfigError
 from wasp.exporter.collector import CollectContext, CollectError, Collector
+from wasp.exporter.db import first_line
 from wasp.model import Family, MetricSpec, MetricType, Sample
 
 __all__ = ["METRICS", "PgBouncerCollector", "build_collectors", "families_from_show"]
@@ -178,13 +179,13 @@ class PgBouncerCollector(Collector):
                                f"{self.timeout:g}s") from None
         except pgerrors.InsufficientPrivilege as e:
             await self.close()
-            raise CollectError("permission", _first_line(e)) from None
+            raise CollectError("permission", first_line(e)) from None
         except psycopg.Error as e:
             broken = self._conn is None or self._conn.closed or self._conn.broken
             await self.close()
             if broken or isinstance(e, psycopg.OperationalError):
-                raise CollectError("connection", f"PgBouncer console: {_first_line(e)}") from None
-            raise CollectError("sql", f"PgBouncer console: {_first_line(e)}") from None
+                raise CollectError("connection", f"PgBouncer console: {first_line(e)}") from None
+            raise CollectError("sql", f"PgBouncer console: {first_line(e)}") from None
         return families_from_show(shown)
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
@@ -291,7 +292,3 @@ def _dedupe(samples: Sequence[Sample]) -> list[Sample]:
         seen.setdefault(labels, v)
     return list(seen.items())
 
-
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__

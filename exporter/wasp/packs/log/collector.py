@@ -28,6 +28,7 @@ import psycopg
 from wasp.companions.status import read_records, write_record
 from wasp.config.log import LogSettings, SamplingSettings
 from wasp.exporter.collector import CollectContext, Collector
+from wasp.exporter.db import first_line
 from wasp.model import Family
 from wasp.packs.log.follow import Follower, Round
 from wasp.packs.log.metrics import LogStats
@@ -117,7 +118,7 @@ class LogCollector(Collector):
                 self._server = await self._query_server()
         except (psycopg.Error, TimeoutError, OSError) as e:
             await self.close()
-            why = _first_line(e) if not isinstance(e, TimeoutError) else "no answer"
+            why = first_line(e) if not isinstance(e, TimeoutError) else "no answer"
             if why != self._server_error:
                 log.warning("log pack: cannot read the server's logging settings: %s "
                             "(reading the log files goes on)", why)
@@ -241,7 +242,3 @@ class LogCollector(Collector):
             log.warning("log pack: cannot save the read positions in %s: %s", status_dir,
                         e.strerror or e)
 
-
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
