@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -16,6 +17,17 @@ import psycopg
 import pytest
 
 from wasp.companions.pgcluster import LocalCluster, free_port
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """`wasp` run in-process sets the root logger's handlers to the stderr of that moment,
+    which pytest closes after the test; put the handlers and level back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -49,10 +49,16 @@ def s3_env(make_cluster: Any, cluster_base: Path) -> Iterator[BackupEnv]:
                 os.environ.pop(e.passphrase_env, None)
 
 
-def test_scenario_s3(s3_env: BackupEnv) -> None:
+@pytest.fixture(scope="module")
+def s3_scenario(s3_env: BackupEnv) -> dict[str, Any]:
+    """The stanza, backups and drill on the bucket, made once whichever test asks first."""
+    return backup_and_drill_scenario(s3_env)
+
+
+def test_scenario_s3(s3_env: BackupEnv, s3_scenario: dict[str, Any]) -> None:
     s = s3_env.settings()
     assert "repo1-type=s3" in render_config(s)
-    result = backup_and_drill_scenario(s3_env)
+    result = s3_scenario
     assert result["pitr"].label == result["full"]["label"]
     # the S3 credentials live in the 0600 include file, never in pgbackrest.conf
     conf = s.config_file.read_text()
@@ -60,7 +66,10 @@ def test_scenario_s3(s3_env: BackupEnv) -> None:
     assert "repo1-s3-key-secret=wasp-test-secret" in s.secrets_file.read_text()
 
 
-def test_s3_wrong_passphrase_is_a_failed_repository(s3_env: BackupEnv) -> None:
+def test_s3_wrong_passphrase_is_a_failed_repository(s3_env: BackupEnv,
+                                                    s3_scenario: dict[str, Any]) -> None:
+    # the stanza exists and holds backups: only the passphrase is wrong
+    assert s3_scenario["full"]["label"]
     with env_var(s3_env.passphrase_env, "wrong"):
         fams = s3_env.collect()
     assert value(fams, "wasp_backup_repository_up", stanza="s3main") == 0
