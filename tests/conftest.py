@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import tempfile
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,28 +80,3 @@ def dbname(pg: LocalCluster) -> Iterator[str]:
 def dsn(pg: LocalCluster, dbname: str) -> str:
     """Superuser DSN of the per-test database."""
     return pg.dsn(dbname)
-
-
-@pytest.fixture(scope="session")
-def stack(cluster_base: Path) -> Iterator[object]:
-    """The demo's whole topology with the tests' timings, once per test run (drills share it)."""
-    from wasp.demo.alerting import TEST
-    from wasp.demo.receiver import read_notifications
-    from wasp.demo.topology import Topology
-
-    topo = Topology(home=cluster_base / "stack", timing=TEST, salons=60, days=0.3, scale=0.05,
-                    scheduler=False, exporter_listen="127.0.0.1:0")
-    try:
-        t0 = time.time()
-        topo.up()
-        # long enough for every `for` (4s) to pass a few times over: what fires now is the baseline
-        time.sleep(25)
-        topo.baseline = read_notifications(topo.notifications, since=t0)
-        with urllib.request.urlopen(topo.urls["Prometheus"] + "api/v1/alerts", timeout=5) as r:
-            topo.baseline_alerts = {a["labels"]["alertname"] for a in json.load(r)["data"]["alerts"]
-                                    if a["state"] == "firing"}
-        yield topo
-    finally:
-        if topo.times.exists():  # shown with -s; the closing note of the drills quotes these
-            print("\ndrill times:", topo.times.read_text())
-        topo.stop()
