@@ -160,6 +160,7 @@ def _chmod_tree(root: Path, mode: int) -> None:
 def test_archive_destination_unwritable(env: BackupEnv, scenario: dict[str, Any]) -> None:
     s = env.settings()
     archive = Path(s.repo.path) / "archive" / s.stanza
+    env.switch_wal()  # what earlier tests wrote is archived now, not while this one reads
     before = env.collect()
     failures0 = value(before, "wasp_wal_archive_failures_total") or 0
     archived_at0 = value(before, "wasp_wal_archive_last_archived_timestamp_seconds")

@@ -262,6 +262,8 @@ def good(make_cluster: Any, cluster_base: Path) -> Iterator[Path]:
             replica.destroy()
         if old_pw is None:
             os.environ.pop("WASP_REPLICATION_PASSWORD", None)
+        else:
+            os.environ["WASP_REPLICATION_PASSWORD"] = old_pw
         os.environ.pop(env.passphrase_env, None)
 
 

@@ -9,6 +9,7 @@ pg_monitor.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from importlib import resources
@@ -103,6 +104,9 @@ async def test_slot_fills_pg_wal_until_its_limit(su_dsn: str, mon_dsn: str,
                                                  tmp_path: Path) -> None:
     """An unconsumed slot: pg_wal grows, safe_wal_size counts down, then the slot is lost."""
     only = {"wal_directory", "replication_slot", "replication_slot_limit"}
+    # the slot starts at the last checkpoint's redo: make that this segment, whatever WAL the
+    # module's other tests wrote before (else it starts a segment back and is lost sooner)
+    sql(su_dsn, "CHECKPOINT")
     sql(su_dsn, "SELECT pg_create_physical_replication_slot('gone_replica', true)")
     slot = {"slot_name": "gone_replica", "slot_type": "physical"}
     try:
@@ -235,5 +239,9 @@ async def test_autovacuum_behind_and_workers(su_dsn: str, mon_dsn: str, tmp_path
     sql(su_dsn, "DROP TABLE crawl")  # autovacuum yields its lock to the DROP
     wait_for(su_dsn, "SELECT count(*) = 0 FROM pg_stat_activity"
              " WHERE backend_type = 'autovacuum worker' AND query LIKE '%crawl%'")
-    text = await scrape(mon_dsn, tmp_path, {"autovacuum"})
-    assert value(text, "wasp_pg_autovacuum_workers") == 0
+    # with a naptime of 1s another table's short worker may be seen now and then: it ends
+    deadline = time.monotonic() + 30
+    while (n := value(await scrape(mon_dsn, tmp_path, {"autovacuum"}),
+                      "wasp_pg_autovacuum_workers")) != 0:
+        assert time.monotonic() < deadline, f"{n} autovacuum workers for 30s"
+        await asyncio.sleep(0.5)

@@ -173,7 +173,15 @@ async def test_patroni_cluster_members_roles_lag_timeline(patroni_cluster: dict[
     # the first URL is down: the collector moves on to the next one
     c = PatroniCollector(PatroniSettings(urls=(dead, m["pg2"]["api"]), timeout=2.0,
                                          interval=5.0, name="wasp"))
-    fams = _by_name(await c.collect(CollectContext(now=time.time(), status_dir=tmp_path)))
+    # a member just demoted by the switchover test (random order) reports its lag as
+    # "unknown" until it streams again, and the collector leaves it out: wait for both
+    deadline = time.monotonic() + 60
+    while True:
+        fams = _by_name(await c.collect(CollectContext(now=time.time(), status_dir=tmp_path)))
+        if len(fams["wasp_patroni_member_lag_bytes"].samples) == 2:
+            break
+        assert time.monotonic() < deadline, fams["wasp_patroni_member_lag_bytes"]
+        await asyncio.sleep(0.5)
     assert fams["wasp_patroni_members"].samples == ((("wasp",), 2.0),)
     assert fams["wasp_patroni_paused"].samples == ((("wasp",), 0.0),)
     # which member leads depends on whether the switchover test ran first (random order):
@@ -213,7 +221,8 @@ async def test_patroni_switchover_shows_new_leader_and_timeline(
         fams = _by_name(await c.collect(CollectContext(now=time.time(), status_dir=tmp_path)))
         ok = (dict(fams["wasp_patroni_member_leader"].samples).get(("wasp", "pg2")) == 1.0
               and set(dict(fams["wasp_patroni_member_running"].samples).values()) == {1.0}
-              and set(dict(fams["wasp_patroni_member_timeline_id"].samples).values()) == {2.0})
+              and set(dict(fams["wasp_patroni_member_timeline_id"].samples).values()) == {2.0}
+              and len(fams["wasp_patroni_member_lag_bytes"].samples) == 2)
         return fams if ok else None
 
     deadline = time.monotonic() + 60
