@@ -313,10 +313,11 @@ def prometheus() -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _query(url: str, expr: str) -> dict[str, Any]:
+def _query(url: str, expr: str, timeout: float = 5) -> dict[str, Any]:
+    """Prometheus's answer to an instant query (its error body on an HTTP error)."""
     q = urllib.parse.urlencode({"query": expr})
     try:
-        with urllib.request.urlopen(f"{url}/api/v1/query?{q}", timeout=5) as r:
+        with urllib.request.urlopen(f"{url}/api/v1/query?{q}", timeout=timeout) as r:
             body: dict[str, Any] = json.loads(r.read())
     except urllib.error.HTTPError as e:
         body = json.loads(e.read())
